@@ -1,0 +1,1 @@
+"""Command-line tools and builders (run as `python -m scripts.<name>`)."""
