@@ -1,0 +1,1 @@
+"""Site-input parsing: coordinate systems, DMS text, land-survey coordinate files and site geometries."""

@@ -1,0 +1,40 @@
+"""Service settings: small pydantic-settings classes, read once by `create_app` (never at import time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class DataSettings(BaseSettings):
+    """Where the zoning dataset, the rule base and the assessment store live."""
+
+    model_config = SettingsConfigDict(env_prefix="MZL_", extra="ignore")
+
+    dataset_dir: Path = Field(ROOT / "geodata", description="Folder with manzhouli.gpkg and landcover.tif")
+    zones_dir: Path = Field(ROOT / "zones", description="The access-list rule base")
+    store_path: Path = Field(ROOT / "var" / "assessments.sqlite3", description="SQLite file of stored assessments")
+
+
+class LimitSettings(BaseSettings):
+    """Bounds on request size and work, so that no input can take the process down."""
+
+    model_config = SettingsConfigDict(env_prefix="MZL_", extra="ignore")
+
+    max_body_bytes: int = Field(2_000_000, description="Largest accepted request body")
+    max_vertices: int = Field(20_000, description="Most vertices in one site geometry")
+    max_survey_bytes: int = Field(1_000_000, description="Largest survey coordinate file")
+    proximity_buffer_m: float = Field(500.0, ge=0, le=5000, description="Distance within which protected layers are reported")
+
+
+class Settings(BaseSettings):
+    """All settings of one service instance."""
+
+    model_config = SettingsConfigDict(env_prefix="MZL_", extra="ignore")
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
