@@ -67,6 +67,7 @@ RASTER_NAME = "landcover.tif"
 TERRITORY_KM2 = 732.0
 RED_LINE_KM2 = 71.39
 HOLJIN_RIVER_KM = 24.693
+GRID_M = 0.001  # coordinates are snapped to a millimetre grid in the metric CRS
 
 _to_gk = Transformer.from_crs(STORAGE_EPSG, METRIC_EPSG, always_xy=True)
 _to_geo = Transformer.from_crs(METRIC_EPSG, STORAGE_EPSG, always_xy=True)
@@ -787,6 +788,8 @@ def build_land_cover(b: Builder) -> tuple[np.ndarray, object]:
         (b.layers["nature_reserve"].union_all().intersection(b.layers["wetland_parks"].union_all().buffer(1500)), code["wetland"]),
         (key_built, code["built_up"]),
         (mining.geometry[mining.kind.isin(["open_pit", "dump"])].union_all(), code["mining"]),
+        # Subsidence areas are damaged land, no longer grassland: where the plan steers new wind and PV.
+        (mining.geometry[mining.kind == "subsidence"].union_all(), code["bare_sand"]),
         (b.layers["lakes"].union_all(), code["water"]),
         (unary_union([g.buffer(12) for g in rivers.geometry]), code["water"]),
     ]
@@ -849,7 +852,12 @@ SOURCES = {
 def to_storage(gdf: gpd.GeoDataFrame, spec_name: str) -> gpd.GeoDataFrame:
     """Reproject to EPSG:4490 and order/type columns as the layer contract says."""
     spec = LAYERS[spec_name]
+    # Snap to a millimetre grid: vertices closer than that (left by noding) could cross once reprojected.
+    gdf = gdf.set_geometry(shapely.set_precision(gdf.geometry.values, GRID_M))
     out = gdf.to_crs(STORAGE_EPSG)
+    invalid = ~out.geometry.is_valid
+    if invalid.any():
+        raise RuntimeError(f"{spec_name}: invalid after reprojection: {shapely.is_valid_reason(out.geometry[invalid].iloc[0])}")
     cols = list(spec.fields)
     for col, kind in spec.fields.items():
         if kind == "int":

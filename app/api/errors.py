@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from app.api.responses import OrjsonResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import DataError, InputTooLarge, InvalidInput, NotFound, ZoningError
@@ -51,9 +51,9 @@ _PYDANTIC_ZH = {
 }
 
 
-def error_response(status: int, code: str, message: str, context: dict[str, Any] | None = None) -> ORJSONResponse:
+def error_response(status: int, code: str, message: str, context: dict[str, Any] | None = None) -> OrjsonResponse:
     """The one error body of the API."""
-    return ORJSONResponse({"error": {"code": code, "message": message, "context": context or {}}}, status_code=status)
+    return OrjsonResponse({"error": {"code": code, "message": message, "context": context or {}}}, status_code=status)
 
 
 def status_for(exc: ZoningError) -> int:
@@ -77,13 +77,13 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on an app."""
 
     @app.exception_handler(ZoningError)
-    async def zoning_error(request: Request, exc: ZoningError) -> ORJSONResponse:
+    async def zoning_error(request: Request, exc: ZoningError) -> OrjsonResponse:
         status = status_for(exc)
         log.info("%s %s -> %d %s: %s", request.method, request.url.path, status, exc.code, exc.detail)
         return error_response(status, exc.code, exc.message_zh, _safe(exc.context))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> OrjsonResponse:
         problems = []
         fields = []
         for err in exc.errors()[:10]:
@@ -99,11 +99,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", "请求内容有误：" + "；".join(problems), {"fields": fields})
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         messages = {404: "请求的地址不存在", 405: "不支持该请求方法", 413: "请求体过大"}
         return error_response(exc.status_code, f"http_{exc.status_code}", messages.get(exc.status_code, "请求无法处理"))
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> OrjsonResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "服务内部错误，请稍后重试或联系管理员")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import ORJSONResponse
+from app.api.responses import OrjsonResponse
 
 from app.api.deps import get_catalog
 from app.domain.catalog import Catalog
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["lookup"])
 @router.get(
     "/lookup",
     response_model=Lookup,
-    response_class=ORJSONResponse,
+    response_class=OrjsonResponse,
     responses={422: {"model": ErrorBody}},
     summary="Units and red-line status at a point",
 )
@@ -29,7 +29,7 @@ def lookup(
     lat: Annotated[float, Query(description="Latitude, or northing / survey Y in a projected CRS")],
     crs: Annotated[str, Query(description="EPSG:4490 (default), EPSG:4326, EPSG:4527, EPSG:4548, GCJ02, BD09")] = "EPSG:4490",
     axis_order: Annotated[Literal["xy", "survey"], Query()] = "xy",
-) -> ORJSONResponse:
+) -> OrjsonResponse:
     glon, glat = to_storage(lon, lat, crs, axis_order=axis_order)
     x, y = to_metric(glon, glat)
-    return ORJSONResponse(lookup_point(catalog, float(x), float(y), float(glon), float(glat)))
+    return OrjsonResponse(lookup_point(catalog, float(x), float(y), float(glon), float(glat)))

@@ -14,7 +14,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from shapely.geometry import mapping
 
 from app.domain.catalog import Catalog
@@ -24,13 +23,12 @@ from app.domain.schema import (
     DIMENSIONS,
     LAND_COVER_CLASSES,
     LAYERS,
-    METRIC_EPSG,
     MU_PER_M2,
     PROVENANCE_ILLUSTRATIVE_ZH,
-    STORAGE_EPSG,
     UNIT_TYPE_NAMES_ZH,
 )
 from app.domain.spatial import MIN_OVERLAP_M2
+from app.geo.crs import to_metric
 
 VERDICT_ZH = {
     "prohibited": "禁止",
@@ -59,22 +57,9 @@ FEATURE_LABEL = {
 }
 ELEMENT_LAYERS = [n for n in LAYERS if n not in ("control_units", "red_line", "admin_boundary", "rivers")]
 
-_to_storage = Transformer.from_crs(METRIC_EPSG, STORAGE_EPSG, always_xy=True)
-_to_metric = Transformer.from_crs(STORAGE_EPSG, METRIC_EPSG, always_xy=True)
-
-
-def to_metric(geom):
-    """EPSG:4490 geometry → EPSG:4548."""
-    return shapely.transform(geom, lambda xy: _stack(_to_metric.transform(xy[:, 0], xy[:, 1])))
-
-
-def to_storage(geom):
-    """EPSG:4548 geometry → EPSG:4490."""
-    return shapely.transform(geom, lambda xy: _stack(_to_storage.transform(xy[:, 0], xy[:, 1])))
-
-
-def _stack(pair):
-    return np.column_stack(pair)
+def to_metric_geometry(geom):
+    """EPSG:4490 geometry → EPSG:4548 (through the one CRS module)."""
+    return shapely.transform(geom, lambda xy: np.column_stack(to_metric(xy[:, 0], xy[:, 1])))
 
 
 def areas(m2: float) -> dict[str, float]:
@@ -100,7 +85,7 @@ def assess(site, project: Mapping[str, Any], catalog: Catalog, *, buffer_m: floa
            input_crs: str = "EPSG:4490", warnings: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Assess one site (EPSG:4490, validated) for one project against one catalog."""
     warnings = list(warnings or [])
-    metric_full = to_metric(site)
+    metric_full = to_metric_geometry(site)
     is_point = site.geom_type == "Point"
     if is_point:
         inside = metric_full if catalog.territory.covers(metric_full) else shapely.Point()

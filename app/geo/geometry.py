@@ -20,6 +20,7 @@ from shapely.geometry import MultiPolygon, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from app.errors import InputTooLarge, InvalidCoordinates, InvalidGeometry, InvalidInput
+from app.geo.dms import parse_dms, parse_dms_pair
 from app.geo.crs import STORAGE_CRS, AxisOrder, CRSSpec, fmt_num, json_num, parse_crs, to_storage
 
 DEFAULT_MAX_CHARS = 2_000_000  # WKT or GeoJSON text
@@ -376,8 +377,35 @@ def _from_geojson(obj: dict[str, Any], budget: _VertexBudget) -> BaseGeometry:
     )
 
 
+_DMS_MARK = re.compile(r"[度°′'″\"分秒]|东经|北纬")
+
+
+def _dms_positions(seq: Sequence[Any]) -> list[Any]:
+    """Convert list entries written as DMS text ("117°26′48.5″,49°35′20.1″" or a pair of such strings) to numbers."""
+    out: list[Any] = []
+    for item in seq:
+        if isinstance(item, str):
+            out.append(list(parse_dms_pair(item)))
+        elif isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(v, str) for v in item):
+            out.append([parse_dms(item[0], axis="lon"), parse_dms(item[1], axis="lat")])
+        else:
+            out.append(item)
+    return out
+
+
+def _from_dms_text(text: str, budget: _VertexBudget) -> BaseGeometry:
+    """EIA-form DMS text: one "经度,纬度" pair per line (one line = point, three or more = polygon ring)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    budget.take(len(lines))
+    return _from_pairs([list(parse_dms_pair(line)) for line in lines], _VertexBudget(len(lines)))
+
+
 def _from_pairs(seq: Sequence[Any], budget: _VertexBudget) -> BaseGeometry:
     hint = "坐标列表应为 [[x, y], [x, y], ...]（单个点可写作 [x, y]）"
+    first = seq[0] if seq else None
+    texts = [first] if isinstance(first, str) else list(first) if isinstance(first, (list, tuple)) else []
+    if any(isinstance(t, str) and _DMS_MARK.search(t) for t in texts):
+        seq = _dms_positions(seq)
     if seq and not isinstance(seq[0], (list, tuple)):
         budget.take(1)
         return Point(_position(seq, "coordinates", hint))
@@ -520,6 +548,8 @@ def parse_geometry(
                     detail=f"invalid JSON geometry text: {exc}",
                 ) from None
             geom = _from_geojson(obj, budget) if isinstance(obj, dict) else _from_pairs(obj, budget)
+        elif _DMS_MARK.search(value):
+            geom = _from_dms_text(value, budget)
         else:
             geom = _from_wkt(value, max_depth, max_vertices)
     elif isinstance(value, (list, tuple)):

@@ -9,7 +9,6 @@ import numpy as np
 import rasterio
 import shapely
 from rasterio.features import geometry_mask
-from rasterio.windows import Window, from_bounds
 
 from app.domain.schema import LAND_COVER_CLASSES, LAND_COVER_NODATA, METRIC_EPSG
 from app.errors import DataError
@@ -39,8 +38,8 @@ class LandCover:
 
     def class_at(self, x: float, y: float) -> int:
         """Class code of the pixel holding (x, y); nodata outside the grid."""
-        col, row = ~self.transform * (x, y)
-        r, c = int(np.floor(row)), int(np.floor(col))
+        c = int(np.floor((x - self.transform.c) / self.pixel_m))
+        r = int(np.floor((self.transform.f - y) / self.pixel_m))
         if 0 <= r < self.grid.shape[0] and 0 <= c < self.grid.shape[1]:
             return int(self.grid[r, c])
         return LAND_COVER_NODATA
@@ -52,19 +51,19 @@ class LandCover:
         takes the class under its representative point.
         """
         if site.geom_type in ("Polygon", "MultiPolygon"):
-            window = from_bounds(*site.bounds, transform=self.transform).round_offsets("floor").round_lengths("ceil")
-            window = Window(window.col_off, window.row_off, window.width + 1, window.height + 1)
-            window = window.intersection(Window(0, 0, self.grid.shape[1], self.grid.shape[0]))
-            r0, c0 = int(window.row_off), int(window.col_off)
-            h, w = int(window.height), int(window.width)
-            if h > 0 and w > 0:
-                transform = rasterio.windows.transform(window, self.transform)
-                inside = geometry_mask([site], out_shape=(h, w), transform=transform, invert=True)
-                values = self.grid[r0 : r0 + h, c0 : c0 + w][inside]
+            minx, miny, maxx, maxy = site.bounds
+            x0, y0, px = self.transform.c, self.transform.f, self.pixel_m
+            rows, cols = self.grid.shape
+            c0, c1 = max(int(np.floor((minx - x0) / px)), 0), min(int(np.ceil((maxx - x0) / px)), cols)
+            r0, r1 = max(int(np.floor((y0 - maxy) / px)), 0), min(int(np.ceil((y0 - miny) / px)), rows)
+            if r1 > r0 and c1 > c0:
+                transform = rasterio.Affine(px, 0.0, x0 + c0 * px, 0.0, -px, y0 - r0 * px)
+                inside = geometry_mask([site], out_shape=(r1 - r0, c1 - c0), transform=transform, invert=True)
+                values = self.grid[r0:r1, c0:c1][inside]
                 values = values[values != LAND_COVER_NODATA]
                 if values.size:
                     counts = np.bincount(values, minlength=max(LAND_COVER_CLASSES) + 1)
-                    return {LAND_COVER_CLASSES[c][0]: counts[c] / values.size for c in sorted(LAND_COVER_CLASSES)
+                    return {LAND_COVER_CLASSES[c][0]: float(counts[c] / values.size) for c in sorted(LAND_COVER_CLASSES)
                             if counts[c]}
         point = shapely.get_coordinates(site.representative_point())[0]
         code = self.class_at(point[0], point[1])

@@ -44,6 +44,8 @@ class Project(Strict):
     red_line_activity: RedLineActivity | None = None
     national_major_project: bool | None = None
     clean_production_audit: bool | None = None
+    construction_land_approved: bool | None = Field(
+        None, description="The land is already lawfully approved for construction (grassland/farmland conversion done)")
 
 
 class AssessmentRequest(Strict):
