@@ -100,6 +100,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+        if exc.status_code == 400:
+            # FastAPI answers 400 when the body cannot be parsed at all (nesting too deep for the JSON parser,
+            # bytes that are not UTF-8, broken multipart): the same problem as malformed JSON, so the same answer.
+            log.info("%s %s -> 422 unparseable body: %s", request.method, request.url.path, exc.detail)
+            return error_response(422, "invalid_body", "请求体无法解析：应为 UTF-8 编码的合法 JSON（嵌套不超过几层），"
+                                  "上传文件须使用 multipart/form-data 格式")
         messages = {404: "请求的地址不存在", 405: "不支持该请求方法", 413: "请求体过大"}
         return error_response(exc.status_code, f"http_{exc.status_code}", messages.get(exc.status_code, "请求无法处理"))
 

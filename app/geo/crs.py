@@ -70,6 +70,8 @@ def fmt_num(value: float) -> str:
     """Format a coordinate for a message: metres to the millimetre, degrees to 1e-7, no trailing zeros."""
     if not math.isfinite(value):
         return str(value)
+    if abs(value) >= 1e12:
+        return f"{value:.6g}"
     text = f"{value:.3f}" if abs(value) >= 1000 else f"{value:.7f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
@@ -378,11 +380,29 @@ def _check_output(lon: Array, lat: Array, xa: Array, ya: Array, crs: str) -> Non
     bad = ~(np.isfinite(lon) & np.isfinite(lat)) | (np.abs(lon) > 180.0) | (np.abs(lat) > 90.0)
     i = _first(bad)
     if i is None:
+        _check_in_china(lon, lat, xa, ya, crs)
         return
     raise InvalidCoordinates(
         f"{_ref(i, lon.size)}的坐标 ({fmt_num(float(xa[i]))}, {fmt_num(float(ya[i]))}) 无法从 {crs} 转换为经纬度"
         "（转换结果无效）。请核对坐标与坐标系。",
         detail=f"transform from {crs} produced ({lon[i]}, {lat[i]}) at index {i}",
+        vertex_index=i,
+        location=[json_num(xa[i]), json_num(ya[i])],
+        expected_crs=crs,
+    )
+
+
+def _check_in_china(lon: Array, lat: Array, xa: Array, ya: Array, crs: str) -> None:
+    # Every CRS the service accepts is a Chinese one: a site that lands outside China's extent was given in the
+    # wrong CRS or axis order, not a site to assess.
+    outside = (lon < CHINA_LON[0]) | (lon > CHINA_LON[1]) | (lat < CHINA_LAT[0]) | (lat > CHINA_LAT[1])
+    i = _first(outside)
+    if i is None:
+        return
+    raise InvalidCoordinates(
+        f"{_ref(i, lon.size)}的坐标 ({fmt_num(float(xa[i]))}, {fmt_num(float(ya[i]))}) 按 {crs} 理解后位于中国境外"
+        f"（经度 {float(lon[i]):.4f}、纬度 {float(lat[i]):.4f}）。请核对坐标系、经纬度顺序和数值（满洲里约为 117.45, 49.59）。",
+        detail=f"{crs} point outside China at index {i}: ({lon[i]}, {lat[i]})",
         vertex_index=i,
         location=[json_num(xa[i]), json_num(ya[i])],
         expected_crs=crs,
