@@ -1013,7 +1013,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out()
             full_med = sites["full"].median if sites["full"] is not None else None
             out("The steps of assess() (first six rows) and of the request around it, timed one by one on the same "
-                "sites" + ("; share = step median / assess() median:" if full_med else ":"))
+                "sites" + ("; last column = step median / assess() median:" if full_med else ":"))
             out()
             brows = []
             for s in sites["breakdown"]:
@@ -1027,7 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rest = max(0.0, full_med - sum(s.median for s in geometry))
                 brows.insert(5, ["rest of assess(): findings, clauses, document (difference of medians)", "",
                                  fmt(rest / 1e3, 3), "", "", f"{100 * rest / full_med:.0f} %"])
-            table(["step", "calls", "median ms", "p10", "p90", "share"], brows)
+            table(["step", "calls", "median ms", "p10", "p90", "vs assess()"], brows)
         del catalog
         gc.collect()
 

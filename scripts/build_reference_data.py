@@ -70,7 +70,6 @@ HOLJIN_RIVER_KM = 24.693
 GRID_M = 0.001  # coordinates are snapped to a millimetre grid in the metric CRS
 
 _to_gk = Transformer.from_crs(STORAGE_EPSG, METRIC_EPSG, always_xy=True)
-_to_geo = Transformer.from_crs(METRIC_EPSG, STORAGE_EPSG, always_xy=True)
 
 
 @dataclass(frozen=True)
@@ -635,7 +634,7 @@ class Builder:
         u = self.unit_geom
         rows = []
         farm_zone = u["ZH15078120005"].buffer(-80).union(
-            u["ZH15070310002"].buffer(-80).intersection(self.holder_near(self.place(117.745, 49.52), 5500)))
+            u["ZH15070310002"].buffer(-80).intersection(Point(self.place(117.745, 49.52)).buffer(5500)))
         farm_zone = farm_zone.difference(unary_union(self.layers["red_line"].geometry).buffer(30))
         taken: list = []
         for i, km2 in enumerate((2.6, 1.9, 1.4, 1.1, 0.8)):
@@ -658,9 +657,6 @@ class Builder:
         parts = sorted((p for p in pieces if p.area > 0.5e6), key=lambda p: (-p.area, p.centroid.x))
         self.layers["basic_grassland"] = gpd.GeoDataFrame(
             [{"name": f"基本草原片区{i + 1:02d}", "geometry": as_multi(p)} for i, p in enumerate(parts)], crs=METRIC_EPSG)
-
-    def holder_near(self, centre, radius):
-        return Point(centre).buffer(radius)
 
     def build_environment_zones(self) -> None:
         catchments = {

@@ -45,6 +45,7 @@ class LayerSpec:
     enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
     required: bool = True
     protected: bool = False  # distances to it are reported (protected layers)
+    key: tuple[str, ...] = ()  # fields that identify a feature across versions (diffs, duplicate checks)
 
 
 CONTROL_UNIT_FIELDS = {
@@ -66,16 +67,15 @@ CONTROL_UNIT_FIELDS = {
 LAYERS: dict[str, LayerSpec] = {
     spec.name: spec
     for spec in (
-        LayerSpec("admin_boundary", "行政区划", "polygon", {"county_code": "str", "county_name": "str"}),
-        LayerSpec("control_units", "环境管控单元", "polygon", CONTROL_UNIT_FIELDS, enums={"ZHGKDYFL": ("1", "2", "3")}),
+        LayerSpec("admin_boundary", "行政区划", "polygon", {"county_code": "str", "county_name": "str"}, key=("county_code",)),
+        LayerSpec("control_units", "环境管控单元", "polygon", CONTROL_UNIT_FIELDS, enums={"ZHGKDYFL": ("1", "2", "3")}, key=("HJZHGKDYBM",)),
         LayerSpec(
             "red_line",
             "生态保护红线",
             "polygon",
             {"patch_id": "str", "function": "str", "function_name": "str", "county_code": "str"},
             enums={"function": ("wetland", "grassland", "water_conservation", "windbreak_sand_fixation")},
-            protected=True,
-        ),
+            protected=True, key=("patch_id",)),
         LayerSpec(
             "nature_reserve",
             "自然保护区",
@@ -90,29 +90,26 @@ LAYERS: dict[str, LayerSpec] = {
                 "basis": "str",
             },
             enums={"zone": ("core", "general_control")},
-            protected=True,
-        ),
+            protected=True, key=("name", "zone")),
         LayerSpec("wetland_parks", "国家湿地公园", "polygon", {"name": "str", "level": "str", "area_ha_published": "float"},
-                  protected=True),
+                  protected=True, key=("name",)),
         LayerSpec(
             "drinking_water",
             "集中式饮用水水源保护区",
             "polygon",
             {"source_name": "str", "zone": "str", "zone_name": "str"},
             enums={"zone": ("level1", "level2", "quasi")},
-            protected=True,
-        ),
-        LayerSpec("basic_grassland", "基本草原", "polygon", {"name": "str"}, protected=True),
-        LayerSpec("basic_farmland", "永久基本农田", "polygon", {"name": "str"}, protected=True),
-        LayerSpec("urban_boundary", "城镇开发边界", "polygon", {"name": "str"}),
-        LayerSpec("no_burn_zone", "高污染燃料禁燃区", "polygon", {"name": "str"}),
+            protected=True, key=("source_name", "zone")),
+        LayerSpec("basic_grassland", "基本草原", "polygon", {"name": "str"}, protected=True, key=("name",)),
+        LayerSpec("basic_farmland", "永久基本农田", "polygon", {"name": "str"}, protected=True, key=("name",)),
+        LayerSpec("urban_boundary", "城镇开发边界", "polygon", {"name": "str"}, key=("name",)),
+        LayerSpec("no_burn_zone", "高污染燃料禁燃区", "polygon", {"name": "str"}, key=("name",)),
         LayerSpec(
             "mining_areas",
             "采矿用地（露天采场、排土场、采煤沉陷区）",
             "polygon",
             {"name": "str", "kind": "str", "kind_name": "str"},
-            enums={"kind": ("open_pit", "dump", "subsidence")},
-        ),
+            enums={"kind": ("open_pit", "dump", "subsidence")}, key=("name",)),
         LayerSpec(
             "water_env_zones",
             "水环境管控分区",
@@ -124,17 +121,15 @@ LAYERS: dict[str, LayerSpec] = {
                 "measured_class": "str",
                 "compliant": "int",
                 "zone_type": "str",
-            },
-        ),
+            }, key=("catchment",)),
         LayerSpec(
             "air_env_zones",
             "大气环境管控分区",
             "polygon",
             {"zone_type": "str", "zone_name": "str"},
-            enums={"zone_type": ("priority", "high_emission", "layout_sensitive", "receptor_sensitive", "general")},
-        ),
-        LayerSpec("rivers", "河流", "line", {"name": "str", "kind": "str"}, required=False),
-        LayerSpec("lakes", "湖泊", "polygon", {"name": "str"}, required=False),
+            enums={"zone_type": ("priority", "high_emission", "layout_sensitive", "receptor_sensitive", "general")}, key=("zone_type",)),
+        LayerSpec("rivers", "河流", "line", {"name": "str", "kind": "str"}, required=False, key=("name",)),
+        LayerSpec("lakes", "湖泊", "polygon", {"name": "str"}, required=False, key=("name",)),
     )
 }
 

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.models.common import UnitIdentity
+
 Verdict = Literal["prohibited", "conditional", "permitted", "needs_review", "outside_jurisdiction"]
 Dimension = Literal["spatial_layout", "emission_control", "risk_prevention", "resource_efficiency"]
 Effect = Literal["prohibit", "conditional", "encourage", "note"]
@@ -81,13 +83,7 @@ class SiteOut(BaseModel):
     distance_to_territory_m: float | None = None
 
 
-class UnitFinding(BaseModel):
-    code: str
-    name: str
-    type: Literal["priority", "key", "general"]
-    type_zh: str
-    category: str
-    county: str
+class UnitFinding(UnitIdentity):
     overlap_m2: float
     overlap_ha: float
     overlap_mu: float

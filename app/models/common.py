@@ -53,13 +53,18 @@ class ClauseOut(BaseModel):
     conditions: list[str]
 
 
-class UnitSummary(BaseModel):
-    code: str
-    name: str
+class UnitIdentity(BaseModel):
+    """What names a control unit wherever one is reported."""
+
+    code: str = Field(description="HJZHGKDYBM")
+    name: str = Field(description="HJZHGKDYMC")
     type: Literal["priority", "key", "general"]
     type_zh: str
-    category: str
+    category: str = Field(description="The unit's category as Plan 3.3 lists it")
     county: str
+
+
+class UnitSummary(UnitIdentity):
     county_code: str
     area_m2: float
     area_km2: float
