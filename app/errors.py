@@ -68,3 +68,21 @@ class RuleBaseError(DataError):
     """A clause file that fails the schema or binds to a unit, layer or fact that does not exist."""
 
     code = "rule_base_error"
+
+
+class Conflict(ZoningError):
+    """The operation is not allowed in the present state (publishing a draft with errors, and the like)."""
+
+    code = "conflict"
+
+
+class Unauthorized(ZoningError):
+    """No valid API key was given."""
+
+    code = "unauthorized"
+
+
+class Forbidden(ZoningError):
+    """The API key's role does not allow the operation."""
+
+    code = "forbidden"

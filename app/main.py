@@ -8,26 +8,32 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 
-from app.api import assessments, dataset, lookup, units
+from app.api import assessments, dataset, lookup, units, versions
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
-from app.domain.catalog import load_catalog
+from app.domain.datasets import DatasetService
 from app.domain.store import AssessmentStore
+from app.domain.versions import SYSTEM, VersionStore
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the service for the given settings; the lifespan loads the dataset and rule base once."""
+    """Build the service for the given settings; the lifespan opens the version store and loads the current version."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        catalog = load_catalog(settings.data.dataset_dir, settings.data.zones_dir)
-        app.state.catalog = catalog
+        store = VersionStore(settings.data.versions_dir)
+        service = DatasetService(store, settings.data.zones_dir)
+        catalog = service.start(settings.data.dataset_dir)
+        if settings.access.bootstrap_admin_key:
+            if store.register_key(settings.access.bootstrap_admin_key, "bootstrap-admin", "admin", SYSTEM):
+                log.info("registered the bootstrap admin key from MZL_BOOTSTRAP_ADMIN_KEY")
+        app.state.datasets = service
         app.state.store = AssessmentStore(settings.data.store_path)
-        log.info("serving dataset %s (%s), rules %s", catalog.dataset_id, catalog.content_hash[:12],
-                 catalog.rules.version[:12])
+        log.info("serving version %s (%s, %s), rules %s", catalog.dataset_version, catalog.dataset_id,
+                 catalog.content_hash[:12], catalog.rules.version[:12])
         yield
 
     app = FastAPI(
@@ -38,9 +44,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes,
+                       overrides={"/v1/versions": settings.limits.max_upload_bytes})
     install_error_handlers(app)
-    for router in (lookup.router, assessments.router, units.router, dataset.router):
+    for router in (lookup.router, assessments.router, units.router, dataset.router, versions.router):
         app.include_router(router)
     return app
 

@@ -18,6 +18,7 @@ class DataSettings(BaseSettings):
     dataset_dir: Path = Field(ROOT / "geodata", description="Folder with manzhouli.gpkg and landcover.tif")
     zones_dir: Path = Field(ROOT / "zones", description="The access-list rule base")
     store_path: Path = Field(ROOT / "var" / "assessments.sqlite3", description="SQLite file of stored assessments")
+    versions_dir: Path = Field(ROOT / "var" / "store", description="Versioned dataset store (registry + versions)")
 
 
 class LimitSettings(BaseSettings):
@@ -28,7 +29,18 @@ class LimitSettings(BaseSettings):
     max_body_bytes: int = Field(2_000_000, description="Largest accepted request body")
     max_vertices: int = Field(20_000, description="Most vertices in one site geometry")
     max_survey_bytes: int = Field(1_000_000, description="Largest survey coordinate file")
+    max_upload_bytes: int = Field(200_000_000, description="Largest boundary upload")
     proximity_buffer_m: float = Field(500.0, ge=0, le=5000, description="Distance within which protected layers are reported")
+
+
+class AccessSettings(BaseSettings):
+    """Who may do what."""
+
+    model_config = SettingsConfigDict(env_prefix="MZL_", extra="ignore")
+
+    require_officer_key: bool = Field(False, description="Lookups and assessments need an officer key")
+    bootstrap_admin_key: str | None = Field(
+        None, min_length=24, description="Registered as an admin key at start-up if not known yet (first admin)")
 
 
 class Settings(BaseSettings):
@@ -38,3 +50,4 @@ class Settings(BaseSettings):
 
     data: DataSettings = Field(default_factory=DataSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)

@@ -13,7 +13,8 @@ A benchmark, not a test: it prints one report, side by side, of
     python -m scripts.benchmark_assessment [--quick] [--client auto|wrk|asyncio] [--duration S] [--connections N]
 
 Every load run is bounded in time, servers listen on 127.0.0.1 only and are killed in `finally` blocks, and the
-assessment store is pointed (MZL_STORE_PATH) at a temporary file, so nothing is written into the repository.
+assessment store and the versioned dataset store are pointed (MZL_STORE_PATH, MZL_VERSIONS_DIR) into a temporary
+folder, so nothing is written into the repository.
 Absolute figures drift between runs and machines; compare the ratios printed in the same run.
 """
 
@@ -549,6 +550,11 @@ def loadavg() -> str:
 # 3. HTTP: servers and load generators
 
 
+def scratch_env(tmp: Path, purpose: str) -> dict[str, str]:
+    """Settings that keep every file the service writes in the temporary folder (one versioned store, shared)."""
+    return {"MZL_STORE_PATH": str(tmp / f"{purpose}-assessments.sqlite3"), "MZL_VERSIONS_DIR": str(tmp / "versions")}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -568,6 +574,13 @@ def rss_kib(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return rss, pss
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def children(pid: int) -> list[int]:
@@ -607,17 +620,23 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.label} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             if self.log.read_text(errors="replace").count("Application startup complete") >= self.workers:
-                status, _ = http_get("127.0.0.1", self.port, probe)
+                status, body = http_get("127.0.0.1", self.port, probe)
                 if status == 200:
                     self.ready_s = time.perf_counter() - t0
                     return
+                if status:  # up, but answering an error: no point in waiting
+                    raise RuntimeError(f"{self.label} answers {status} to GET {probe}: {body[:300]!r}\n"
+                                       f"{self.log.read_text(errors='replace')[-1500:]}")
             time.sleep(0.05)
         raise RuntimeError(f"{self.label} not ready after {timeout:.0f} s:\n{self.log.read_text()[-3000:]}")
 
     def worker_pids(self) -> list[int]:
         if self.proc is None:
             return []
-        return children(self.proc.pid) if self.workers > 1 else [self.proc.pid]
+        if self.workers == 1:
+            return [self.proc.pid]
+        # uvicorn's workers, not multiprocessing's resource tracker (also a child of the supervisor)
+        return [p for p in children(self.proc.pid) if b"resource_tracker" not in _cmdline(p)]
 
     def memory(self) -> dict[str, float]:
         """Per-worker RSS (MiB, median), and the summed RSS and PSS of every process of the server."""
@@ -712,6 +731,21 @@ def write_lua(load: Load, path: Path) -> None:
             latency:percentile(99), latency.max))
         end
         """) % ("\n".join(entries), load.method, load.method))
+
+
+def wait_idle(server: "Server", timeout: float = 15.0) -> None:
+    """Wait until the server has finished the requests still queued from the previous run (CPU < 5 % over 0.2 s).
+
+    wrk's connections stay on the worker that accepted them: a worker still busy when the next run connects
+    would leave all connections to the other one.
+    """
+    pids = [server.proc.pid] + children(server.proc.pid)
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        before = sum(proc_cpu_s(p) for p in pids)
+        time.sleep(0.2)
+        if sum(proc_cpu_s(p) for p in pids) - before < 0.01:
+            return
 
 
 def run_wrk(port: int, load: Load, connections: int, duration: float, workdir: Path) -> dict[str, float]:
@@ -813,7 +847,7 @@ def bench_http(args: argparse.Namespace, points: list[tuple[float, float]], site
     from shapely.geometry import mapping
 
     env = dict(os.environ)
-    env["MZL_STORE_PATH"] = str(tmp / "http-assessments.sqlite3")
+    env.update(scratch_env(tmp, "http"))
     env.pop("PYTHONPATH", None)
     bare_dir = tmp / "bareapp"
     bare_dir.mkdir(exist_ok=True)
@@ -834,10 +868,17 @@ def bench_http(args: argparse.Namespace, points: list[tuple[float, float]], site
 
         if warmup > 0:
             once(warmup)
+        wait_idle(server)
         pids = [server.proc.pid] + children(server.proc.pid)
+        workers = server.worker_pids()
         meter = CpuMeter(pids)
+        per_worker0 = [proc_cpu_s(p) for p in workers]
         r = once(duration)
         cpu = meter.stop()
+        per_worker = [proc_cpu_s(p) - c for p, c in zip(workers, per_worker0)]
+        total = sum(per_worker)
+        r["split"] = "/".join(f"{100 * c / total:.0f}" for c in sorted(per_worker, reverse=True)) \
+            if len(per_worker) > 1 and total > 0 else ""
         r["server_cpu_us"] = 1e6 * cpu["server_cpu"] / r["requests"] if r["requests"] else float("nan")
         r["other_cores"] = cpu["other_cores"]
         r["steal_cores"] = cpu["steal_cores"]
@@ -855,17 +896,25 @@ def bench_http(args: argparse.Namespace, points: list[tuple[float, float]], site
         for label, target, app_dir, probe, loads in plan:
             server = Server(label, target, workers, env, tmp, app_dir=app_dir)
             try:
-                server.start(probe)
+                try:
+                    server.start(probe)
+                except RuntimeError as exc:
+                    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
+                    problems.append(f"{label} with {workers} worker(s) did not start: {lines[0][:200]} … "
+                                    f"{lines[-1][:300] if len(lines) > 1 else ''} (log {server.log})")
+                    continue
                 mem_start = server.memory()
                 if label == "service":
                     status, body = http_get("127.0.0.1", server.port, lookup.paths[0])
                     if status != 200 or b"units" not in body:
-                        raise RuntimeError(f"GET /v1/lookup answered {status}: {body[:300]!r}")
+                        problems.append(f"GET /v1/lookup answered {status} ({body[:200].decode(errors='replace')}); "
+                                        f"its load runs are skipped")
+                        loads = [x for x in loads if x is not lookup]
                     status, body = http_post("127.0.0.1", server.port, "/v1/assessments", bodies[0])
                     if status != 201 or b"verdict" not in body:
                         problems.append(f"POST /v1/assessments answered {status} ({body[:200].decode(errors='replace')}"
                                         f"); its load runs are skipped")
-                        loads = [lookup]
+                        loads = [x for x in loads if x is not assessments]
                 for load in loads:
                     # the concurrent (throughput) run, then with workers=1 a single-connection (latency) run
                     r = drive(server, load, conns, args.duration, args.warmup)
@@ -910,7 +959,7 @@ print("STARTUP " + json.dumps({"imports": t1 - t0, "create_app": t2 - t1, "lifes
 
 def bench_startup(runs: int, tmp: Path) -> list[dict[str, float]]:
     env = dict(os.environ)
-    env["MZL_STORE_PATH"] = str(tmp / "startup-assessments.sqlite3")
+    env.update(scratch_env(tmp, "startup"))
     env.pop("PYTHONPATH", None)
     found = []
     for _ in range(runs):
@@ -961,7 +1010,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="mzl-bench-") as tmpname:
         tmp = Path(tmpname)
-        os.environ["MZL_STORE_PATH"] = str(tmp / "inprocess-assessments.sqlite3")
+        os.environ.update(scratch_env(tmp, "inprocess"))
         from app.domain.catalog import load_catalog
         from app.settings import Settings
 
@@ -1046,14 +1095,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                              fmt(r["p99_ms"], 2), f"{r['requests']:,}", r["errors"],
                              ratio(r["rps"], b["rps"]) if b else "—", fmt(r["server_cpu_us"], 0),
                              ratio(r["server_cpu_us"], b["server_cpu_us"]) if b else "—",
-                             fmt(r["other_cores"], 2)])
+                             r["split"] or "—", fmt(r["other_cores"], 2)])
             table(["endpoint", "workers", "conns", "req/s", "p50 ms", "p99 ms", "requests", "errors",
-                   "req/s vs /bare", "server CPU µs/req", "CPU vs /bare", "other load (cores)"], rows)
+                   "req/s vs /bare", "server CPU µs/req", "CPU vs /bare", "worker CPU split %", "other load (cores)"],
+                  rows)
             out()
             out("server CPU µs/req: user+system CPU time of every server process during the run, divided by the "
-                "requests served (from /proc/<pid>/stat; 10 ms ticks). It does not depend on how the CPUs were "
-                "shared with the client and other processes. other load: CPU used by processes other than the "
-                "servers and the client during the run, in cores (of 2).")
+                "requests served (from /proc/<pid>/stat; 10 ms ticks); it does not depend on how the CPUs were "
+                "shared with the client and other processes. worker CPU split: how that CPU time was divided between "
+                "the two workers (each keep-alive connection stays on the worker that accepted it). other load: CPU "
+                "used by processes other than the servers and the client during the run, in cores (of 2).")
             out()
             for w in (1, 2):
                 by = {r["load"].name: r for r in http_res["results"] if r["workers"] == w and r["conns"] == args.connections}
@@ -1069,16 +1120,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             out(f"Median request body of an assessment {http_res['body_bytes'] / 1024:.1f} KiB.")
 
         section("4. Start-up and memory")
-        startup = bench_startup(1 if args.quick else 3, tmp)
-        med = {k: float(np.median([s[k] for s in startup])) for k in startup[0]}
-        table(["fresh interpreter (median of %d)" % len(startup), "s"], [
-            ["imports (app.main and its dependencies)", fmt(med["imports"], 2)],
-            ["create_app(Settings())", fmt(med["create_app"], 3)],
-            ["lifespan start-up (load_catalog: read, check, index)", fmt(med["lifespan"], 2)],
-            ["interpreter start to ready (wall)", fmt(med["wall"], 2)],
-            ["RSS after start-up, MiB", fmt(med["rss_mib"], 0)],
-        ])
-        if http_res:
+        try:
+            startup = bench_startup(1 if args.quick else 3, tmp)
+        except RuntimeError as exc:
+            startup = []
+            out(f"**start-up probe failed: {str(exc).splitlines()[-1][:300]}**")
+        med = {k: float(np.median([s[k] for s in startup])) for k in startup[0]} if startup else {}
+        if med:
+            table(["fresh interpreter (median of %d)" % len(startup), "s"], [
+                ["imports (app.main and its dependencies)", fmt(med["imports"], 2)],
+                ["create_app(Settings())", fmt(med["create_app"], 3)],
+                ["lifespan start-up (load_catalog: read, check, index)", fmt(med["lifespan"], 2)],
+                ["interpreter start to ready (wall)", fmt(med["wall"], 2)],
+                ["RSS after start-up, MiB", fmt(med["rss_mib"], 0)],
+            ])
+        if http_res and http_res["servers"]:
             out()
             table(["uvicorn server", "workers", "spawn → ready s", "RSS per worker MiB (start / after load)",
                    "total RSS MiB", "total PSS MiB"],

@@ -29,8 +29,9 @@ def catalog() -> Catalog:
 
 @pytest.fixture(scope="session")
 def app_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    store = tmp_path_factory.mktemp("store") / "assessments.sqlite3"
-    return Settings(data=DataSettings(dataset_dir=GEODATA, zones_dir=ZONES, store_path=store))
+    root = tmp_path_factory.mktemp("store")
+    return Settings(data=DataSettings(dataset_dir=GEODATA, zones_dir=ZONES, store_path=root / "assessments.sqlite3",
+                                      versions_dir=root / "versions"))
 
 
 @pytest.fixture(scope="session")

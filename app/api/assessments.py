@@ -6,11 +6,14 @@ from typing import Annotated
 
 import orjson
 import shapely
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from app.api.auth import get_service, officer_access
 from app.api.deps import get_catalog, get_settings, get_store
+from app.domain.datasets import DatasetService
+from app.domain.versions import Actor
 from app.domain.assessment import assess
 from app.domain.catalog import Catalog
 from app.domain.store import AssessmentStore
@@ -39,10 +42,14 @@ def _json(body: bytes, status: int = 200) -> Response:
 )
 def create_assessment(
     request: AssessmentRequest,
-    catalog: Annotated[Catalog, Depends(get_catalog)],
+    _: Annotated[Actor, Depends(officer_access)],
+    current: Annotated[Catalog, Depends(get_catalog)],
+    service: Annotated[DatasetService, Depends(get_service)],
     store: Annotated[AssessmentStore, Depends(get_store)],
     settings: Annotated[Settings, Depends(get_settings)],
+    as_of: Annotated[str | None, Query(max_length=40, description="Assess against an earlier version, e.g. v1")] = None,
 ) -> Response:
+    catalog = current if as_of is None else service.catalog_for(as_of)
     site = parse_site(request.site, request.crs, axis_order=request.axis_order,
                       max_vertices=settings.limits.max_vertices)
     project = request.project.model_dump(exclude_none=True)
@@ -59,6 +66,7 @@ def create_assessment(
 )
 async def create_survey_assessment(
     file: Annotated[UploadFile, File(description="Survey coordinate text ([属性描述] / [地块坐标]), UTF-8 or GBK")],
+    _: Annotated[Actor, Depends(officer_access)],
     catalog: Annotated[Catalog, Depends(get_catalog)],
     store: Annotated[AssessmentStore, Depends(get_store)],
     settings: Annotated[Settings, Depends(get_settings)],

@@ -23,7 +23,8 @@ def dataset(catalog: Annotated[Catalog, Depends(get_catalog)]) -> Dataset:
     ]
     info = catalog.info
     return Dataset(
-        dataset_version=catalog.dataset_id, dataset_hash=catalog.content_hash, illustrative=catalog.illustrative,
+        dataset_version=catalog.dataset_version, dataset_id=catalog.dataset_id, dataset_hash=catalog.content_hash,
+        illustrative=catalog.illustrative,
         provenance=info.get("provenance", ""), provenance_zh=info.get("provenance_zh", ""),
         reference_date=info.get("reference_date"), storage_crs=info.get("storage_crs", "EPSG:4490"),
         metric_crs=info.get("metric_crs", "EPSG:4548"), rules_version=catalog.rules.version,
@@ -33,4 +34,4 @@ def dataset(catalog: Annotated[Catalog, Depends(get_catalog)]) -> Dataset:
 
 @router.get("/healthz", response_model=Health, summary="Liveness and the versions being served")
 def healthz(catalog: Annotated[Catalog, Depends(get_catalog)]) -> Health:
-    return Health(status="ok", dataset_version=catalog.dataset_id, rules_version=catalog.rules.version)
+    return Health(status="ok", dataset_version=catalog.dataset_version, rules_version=catalog.rules.version)

@@ -1,4 +1,4 @@
-"""Request dependencies: the catalog, store and settings the lifespan put on `app.state`."""
+"""Request dependencies: the catalog of the version being served, the assessment store and the settings."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from app.settings import Settings
 
 
 def get_catalog(request: Request) -> Catalog:
-    """The catalog of the dataset version being served; read once per request, so a request sees one version."""
-    return request.app.state.catalog
+    """The current version's catalog, read once per request, so a request sees one version from start to end."""
+    service = request.app.state.datasets
+    service.refresh()
+    return service.current
 
 
 def get_store(request: Request) -> AssessmentStore:

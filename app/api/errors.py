@@ -10,7 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from app.api.responses import OrjsonResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import DataError, InputTooLarge, InvalidInput, NotFound, ZoningError
+from app.errors import (
+    Conflict,
+    DataError,
+    Forbidden,
+    InputTooLarge,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    ZoningError,
+)
 
 log = logging.getLogger("app.errors")
 
@@ -19,6 +28,9 @@ STATUS_BY_ERROR: list[tuple[type[ZoningError], int]] = [
     (InputTooLarge, 413),
     (InvalidInput, 422),
     (NotFound, 404),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (Conflict, 409),
     (DataError, 503),
     (ZoningError, 400),
 ]

@@ -7,9 +7,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from app.api.responses import OrjsonResponse
 
+from app.api.auth import officer_access
 from app.api.deps import get_catalog
 from app.domain.catalog import Catalog
 from app.domain.lookup import lookup_point
+from app.domain.versions import Actor
 from app.geo.crs import to_metric, to_storage
 from app.models.common import ErrorBody, Lookup
 
@@ -24,6 +26,7 @@ router = APIRouter(prefix="/v1", tags=["lookup"])
     summary="Units and red-line status at a point",
 )
 def lookup(
+    _: Annotated[Actor, Depends(officer_access)],
     catalog: Annotated[Catalog, Depends(get_catalog)],
     lon: Annotated[float, Query(description="Longitude, or easting / survey X in a projected CRS")],
     lat: Annotated[float, Query(description="Latitude, or northing / survey Y in a projected CRS")],

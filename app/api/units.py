@@ -30,7 +30,7 @@ def _summary(catalog: Catalog, row: int) -> dict:
 @router.get("", response_model=UnitList, summary="All control units")
 def list_units(catalog: Annotated[Catalog, Depends(get_catalog)]) -> UnitList:
     rows = sorted(range(len(catalog.units.records)), key=lambda r: catalog.units.records[r]["HJZHGKDYBM"])
-    return UnitList(dataset_version=catalog.dataset_id, units=[UnitSummary(**_summary(catalog, r)) for r in rows])
+    return UnitList(dataset_version=catalog.dataset_version, units=[UnitSummary(**_summary(catalog, r)) for r in rows])
 
 
 @router.get("/{code}", response_model=UnitDetail, responses={404: {"model": ErrorBody}}, summary="One control unit")

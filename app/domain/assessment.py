@@ -99,7 +99,7 @@ def assess(site, project: Mapping[str, Any], catalog: Catalog, *, buffer_m: floa
     doc: dict[str, Any] = {
         "id": new_assessment_id(),
         "created_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "dataset_version": catalog.dataset_id,
+        "dataset_version": catalog.dataset_version,
         "dataset_hash": catalog.content_hash,
         "dataset_illustrative": catalog.illustrative,
         "dataset_provenance": catalog.info.get("provenance_zh", "") if catalog.illustrative else catalog.info.get("provenance", ""),

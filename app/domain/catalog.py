@@ -61,6 +61,12 @@ class Catalog:
     land_cover: LandCover
     rules: RuleBase
     unit_row: dict[str, int] = field(default_factory=dict)
+    version: str = ""  # the store's version id ("v3"); empty for a folder loaded outside the store
+
+    @property
+    def dataset_version(self) -> str:
+        """What answers name as their data version: the store's version id, else the dataset's own id."""
+        return self.version or self.dataset_id
 
     @property
     def illustrative(self) -> bool:
@@ -74,7 +80,17 @@ class Catalog:
         return UNIT_TYPES[self.units.records[row]["ZHGKDYFL"]]
 
 
-def load_catalog(dataset_dir: Path, zones_dir: Path, *, verify: bool = True) -> Catalog:
+def dataset_hash(layer_hashes: dict[str, str]) -> str:
+    """The content hash of a whole dataset from the hashes of its layers and land cover."""
+    return hashlib.sha256(json.dumps(layer_hashes, sort_keys=True).encode()).hexdigest()
+
+
+def land_cover_hash(land_cover: LandCover) -> str:
+    return hashlib.sha256(land_cover.grid.tobytes() + repr(tuple(land_cover.transform)).encode()).hexdigest()
+
+
+def load_catalog(dataset_dir: Path, zones_dir: Path, *, verify: bool = True, version: str = "",
+                 rules: RuleBase | None = None) -> Catalog:
     """Load a dataset folder and a rule base, check both, and build every index."""
     gpkg = dataset_dir / GPKG_NAME
     if not gpkg.is_file():
@@ -101,7 +117,7 @@ def load_catalog(dataset_dir: Path, zones_dir: Path, *, verify: bool = True) -> 
             raise DataError(f"数据集图层 {name} 校验失败，数据可能已损坏，拒绝加载",
                             detail=f"{gpkg}: layer {name} hash {hashes[name]} != recorded {recorded}")
     land_cover = LandCover.open(dataset_dir / info.get("land_cover_file", "landcover.tif"))
-    lc_hash = hashlib.sha256(land_cover.grid.tobytes() + repr(tuple(land_cover.transform)).encode()).hexdigest()
+    lc_hash = land_cover_hash(land_cover)
     recorded = provenance.get("land_cover", {}).get("content_hash")
     if verify and recorded and recorded != lc_hash:
         raise DataError("土地覆被栅格校验失败，数据可能已损坏，拒绝加载", detail=f"land cover hash {lc_hash} != {recorded}")
@@ -110,13 +126,13 @@ def load_catalog(dataset_dir: Path, zones_dir: Path, *, verify: bool = True) -> 
     codes = [r["HJZHGKDYBM"] for r in units.records]
     if len(set(codes)) != len(codes):
         raise DataError("环境管控单元编码重复", detail=f"duplicate unit codes in {gpkg}")
-    rules = load_rule_base(zones_dir)
+    rules = rules or load_rule_base(zones_dir)
     check_against_dataset(rules, set(codes))
     territory = shapely.union_all(layers["admin_boundary"].metric)
     shapely.prepare(territory)
     return Catalog(
         dataset_id=info.get("dataset_id", gpkg.stem),
-        content_hash=hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
+        content_hash=dataset_hash(hashes),
         info=info,
         provenance=provenance,
         layers=layers,
@@ -124,6 +140,7 @@ def load_catalog(dataset_dir: Path, zones_dir: Path, *, verify: bool = True) -> 
         land_cover=land_cover,
         rules=rules,
         unit_row={code: i for i, code in enumerate(codes)},
+        version=version,
     )
 
 

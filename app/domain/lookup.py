@@ -18,7 +18,7 @@ def lookup_point(catalog: Catalog, x: float, y: float, lon: float, lat: float) -
     red = catalog.layers["red_line"]
     nearest = red.index.distance(shapely.points(x, y))
     return {
-        "dataset_version": catalog.dataset_id,
+        "dataset_version": catalog.dataset_version,
         "lon": lon,
         "lat": lat,
         "inside_territory": bool(rows),

@@ -93,7 +93,8 @@ class LayerInfo(BaseModel):
 class Dataset(BaseModel):
     """Version and provenance of the dataset and the rule base in use."""
 
-    dataset_version: str
+    dataset_version: str = Field(description="The version id answers name (the store's current version)")
+    dataset_id: str = Field(description="The dataset's own identifier, from its dataset_info table")
     dataset_hash: str
     illustrative: bool
     provenance: str

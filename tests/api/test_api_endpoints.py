@@ -25,9 +25,11 @@ LON, LAT, UNIT = 117.548, 49.574, "ZH15078120004"
 
 def test_health_and_dataset_name_the_versions_and_say_illustrative(client, catalog):
     health = client.get("/healthz").json()
-    assert health == {"status": "ok", "dataset_version": catalog.dataset_id, "rules_version": catalog.rules.version}
+    assert health == {"status": "ok", "dataset_version": "v1", "rules_version": catalog.rules.version}
     body = client.get("/v1/dataset").json()
     Dataset.model_validate(body)
+    assert body["dataset_version"] == "v1" and body["dataset_id"] == catalog.dataset_id
+    assert body["dataset_hash"] == catalog.content_hash  # the embedded data was imported unchanged as v1
     assert body["illustrative"] is True and "示意" in body["provenance_zh"]
     assert {layer["name"] for layer in body["layers"]} >= {"control_units", "red_line"}
     assert body["clause_count"] == len(catalog.rules.clauses)
@@ -122,7 +124,7 @@ def test_post_answers_the_contract_and_get_returns_the_same_bytes(client, catalo
                 "clauses", "missing_facts", "warnings"):
         assert key in doc
     assert doc["verdict"] in ("prohibited", "conditional", "permitted", "needs_review")
-    assert doc["dataset_version"] == catalog.dataset_id
+    assert doc["dataset_version"] == "v1" and doc["dataset_hash"] == catalog.content_hash
     for clause in doc["clauses"]:
         assert {"id", "dimension", "effect", "text", "source", "reason"} <= set(clause)
     assert {"code", "overlap_m2", "share"} <= set(doc["units"][0])
@@ -135,12 +137,13 @@ def test_a_stored_assessment_is_unchanged_after_the_data_changes(app_settings, c
     r = client.post("/v1/assessments", json={"site": [LON, LAT], "project": {"industry_code": "4430"}})
     stored = r.content
     other = Settings(data=DataSettings(dataset_dir=ROOT / "tests" / "fixtures" / "mini", zones_dir=ROOT / "zones",
-                                       store_path=app_settings.data.store_path))
+                                       store_path=app_settings.data.store_path,
+                                       versions_dir=app_settings.data.store_path.parent / "other-versions"))
     with TestClient(create_app(other)) as c2:
-        assert c2.get("/healthz").json()["dataset_version"] != r.json()["dataset_version"]
+        assert c2.get("/v1/dataset").json()["dataset_hash"] != r.json()["dataset_hash"]
         assert c2.get(f"/v1/assessments/{r.json()['id']}").content == stored
         fresh = c2.post("/v1/assessments", json={"site": [LON, LAT], "project": {"industry_code": "4430"}}).json()
-        assert fresh["dataset_version"].endswith("-fixture") and fresh["dataset_hash"] != r.json()["dataset_hash"]
+        assert fresh["dataset_hash"] != r.json()["dataset_hash"]
 
 
 def test_survey_file_upload_assesses_every_parcel_and_ring(client):
