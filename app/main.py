@@ -6,9 +6,12 @@ import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-from fastapi import FastAPI
+from pathlib import Path
 
-from app.api import assessments, dataset, lookup, units, versions
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.api import assessments, dataset, lookup, pages, reports, units, versions
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.domain.datasets import DatasetService
@@ -17,6 +20,7 @@ from app.domain.versions import SYSTEM, VersionStore
 from app.settings import Settings
 
 log = logging.getLogger("app")
+STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"  # vendored assets and fonts: nothing from a CDN
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -47,8 +51,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes,
                        overrides={"/v1/versions": settings.limits.max_upload_bytes})
     install_error_handlers(app)
-    for router in (lookup.router, assessments.router, units.router, dataset.router, versions.router):
+    for router in (lookup.router, assessments.router, units.router, dataset.router, versions.router, reports.router,
+                   pages.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 
