@@ -53,6 +53,12 @@ def _service(progress: Progress) -> DatasetService:
     return service
 
 
+def _store(progress: Progress) -> VersionStore:
+    """The store, imported from the embedded data first if it is still empty (as the service would at start-up)."""
+    store = VersionStore(Settings().data.versions_dir)
+    return store if store.current() is not None else _service(progress).store
+
+
 def _actor() -> Actor:
     user = getpass.getuser()
     return Actor(f"cli:{user}", f"命令行 {user}", "admin")
@@ -132,7 +138,7 @@ def cmd_export(args, progress):
 
 
 def cmd_versions(args, progress):
-    store = VersionStore(Settings().data.versions_dir)
+    store = _store(progress)
     current = store.current()
     for v in store.list():
         mark = "*" if v.id == current else " "
@@ -142,7 +148,7 @@ def cmd_versions(args, progress):
 
 
 def cmd_keys(args, progress):
-    store = VersionStore(Settings().data.versions_dir)
+    store = _store(progress)
     if args.action == "create":
         key_id, key = store.create_key(args.name, args.role, _actor())
         print(f"密钥 {key_id}（{args.role}）：{key}")
@@ -157,7 +163,7 @@ def cmd_keys(args, progress):
 
 
 def cmd_audit(args, progress):
-    for entry in VersionStore(Settings().data.versions_dir).audit_log(args.limit):
+    for entry in _store(progress).audit_log(args.limit):
         print(f"{entry['at']}  {entry['actor']}  {entry['action']}  {entry['from_version'] or ''} → "
               f"{entry['to_version'] or ''}  {json.dumps(entry['detail'], ensure_ascii=False)}")
     return 0
