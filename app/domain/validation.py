@@ -54,7 +54,7 @@ from app.domain.diff import (
 from app.domain.rules import RuleBase, check_against_dataset
 from app.domain.schema import LAYERS, STORAGE_EPSG, UNIT_TYPE_NAMES_ZH, UNIT_TYPES, LayerSpec
 from app.errors import RuleBaseError
-from app.geo.geometry import _REASON, _REASONS_ZH
+from app.geo.geometry import explain_invalid
 
 AREA_TOLERANCE_M2 = 1.0  # overlaps, gaps, spill-outs and red-line decreases at or below this are noise
 LINE_TOLERANCE_M = 1.0  # a line may run this far outside the territory (a river on the boundary)
@@ -420,22 +420,11 @@ class _Validation:
                          f"请检查是否误传了其他类型的图层，或把该要素改绘为{expected}。",
                          geometry_type=g.geom_type, location=_storage_point(g))
                 continue
-            with np.errstate(all="ignore"):
-                reason = shapely.is_valid_reason(g)
-            if reason == "Valid Geometry":
+            problem = explain_invalid(g)
+            if problem is None:
                 continue
-            m = _REASON.match(reason or "")
-            key = m["reason"] if m else (reason or "")
-            text = _REASONS_ZH.get(key, f"几何无效（{key}）")
-            if g.geom_type == "MultiPolygon" and key == "Self-intersection":
-                text = "多面中的多边形相互重叠、共边或自相交"
-            location = None
-            if m and m["x"] is not None:
-                try:
-                    x, y = float(m["x"]), float(m["y"])
-                    location = [round(x, 7), round(y, 7)] if math.isfinite(x) and math.isfinite(y) else None
-                except ValueError:
-                    location = None
+            text, location, reason = problem
+            location = [round(v, 7) for v in location] if location else None
             self.add("geometry_invalid", "error", layer.name, layer.feature(i),
                      f"{layer.name_zh(i)}的几何无效：{text}{_at(location)}。请在 GIS 软件中修正该处边界后重新上传"
                      f"（系统不会自动修复）。", reason=reason, location=location)

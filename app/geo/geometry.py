@@ -88,6 +88,27 @@ def _type_error(found: str, where: str = "") -> InvalidGeometry:
     )
 
 
+def explain_invalid(geom: BaseGeometry) -> tuple[str, list[float] | None, str] | None:
+    """Why a geometry is invalid, in Chinese, with the location GEOS reports and its raw reason; None if valid."""
+    with np.errstate(all="ignore"):  # huge finite coordinates overflow inside GEOS; the reason is still reported
+        reason = shapely.is_valid_reason(geom)
+    if reason == "Valid Geometry":
+        return None
+    m = _REASON.match(reason or "")
+    key = m["reason"] if m else (reason or "")
+    text = _REASONS_ZH.get(key, f"几何无效（{key}）")
+    if geom.geom_type == "MultiPolygon" and key == "Self-intersection":
+        text = "多面中的多边形相互重叠、共边或自相交"
+    location: list[float] | None = None
+    if m and m["x"] is not None:
+        try:
+            x, y = float(m["x"]), float(m["y"])
+            location = [x, y] if math.isfinite(x) and math.isfinite(y) else None
+        except ValueError:
+            location = None
+    return text, location, reason or ""
+
+
 def validate_geometry(geom: BaseGeometry, *, label: str | None = None, **context: Any) -> None:
     """Raise InvalidGeometry/InvalidCoordinates unless `geom` is a non-empty, finite, valid Point/Polygon/MultiPolygon.
 
@@ -132,21 +153,10 @@ def validate_geometry(geom: BaseGeometry, *, label: str | None = None, **context
             location=[json_num(coords[i, 0]), json_num(coords[i, 1])],
             **context,
         )
-    with np.errstate(all="ignore"):  # huge finite coordinates overflow inside GEOS; the reason is still reported
-        reason = shapely.is_valid_reason(geom)
-    if reason == "Valid Geometry":
+    problem = explain_invalid(geom)
+    if problem is None:
         return
-    m = _REASON.match(reason or "")
-    key = m["reason"] if m else (reason or "")
-    text = _REASONS_ZH.get(key, f"几何无效（{key}）")
-    if kind == "MultiPolygon" and key == "Self-intersection":
-        text = "多面中的多边形相互重叠、共边或自相交"
-    location: list[float] | None = None
-    if m and m["x"] is not None:
-        try:
-            location = [float(m["x"]), float(m["y"])]
-        except ValueError:
-            location = None
+    text, location, reason = problem
     at = f"，位置约在 ({fmt_num(location[0])}, {fmt_num(location[1])})" if location else ""
     extra: dict[str, Any] = {"location": [json_num(v) for v in location]} if location else {}
     raise InvalidGeometry(

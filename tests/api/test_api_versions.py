@@ -11,7 +11,6 @@ from pathlib import Path
 import geopandas as gpd
 import pyogrio
 import pytest
-import shapely
 from fastapi.testclient import TestClient
 
 from app.errors import DataError
