@@ -539,6 +539,28 @@ class CpuMeter:
                 "steal_cores": (steal - self.steal0) / wall if wall else 0.0}
 
 
+class _Quiet:
+    """Waiting for other processes on the machine (e.g. a test run) to finish before a measurement."""
+
+    def __init__(self) -> None:
+        self.waited = 0.0
+        self.retries = 0
+
+    def other_cores(self, seconds: float = 1.0) -> float:
+        meter = CpuMeter()
+        time.sleep(seconds)
+        return meter.stop()["other_cores"]
+
+    def wait(self, threshold: float, max_wait: float) -> None:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < max_wait and self.other_cores() > threshold:
+            time.sleep(1.0)
+        self.waited += time.perf_counter() - t0
+
+
+QUIET = _Quiet()
+
+
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -866,23 +888,33 @@ def bench_http(args: argparse.Namespace, points: list[tuple[float, float]], site
                 return run_wrk(server.port, load, connections, secs, tmp)
             return run_asyncio(server.port, load, connections, secs)
 
-        if warmup > 0:
-            once(warmup)
-        wait_idle(server)
-        pids = [server.proc.pid] + children(server.proc.pid)
-        workers = server.worker_pids()
-        meter = CpuMeter(pids)
-        per_worker0 = [proc_cpu_s(p) for p in workers]
-        r = once(duration)
-        cpu = meter.stop()
-        per_worker = [proc_cpu_s(p) - c for p, c in zip(workers, per_worker0)]
-        total = sum(per_worker)
-        r["split"] = "/".join(f"{100 * c / total:.0f}" for c in sorted(per_worker, reverse=True)) \
-            if len(per_worker) > 1 and total > 0 else ""
-        r["server_cpu_us"] = 1e6 * cpu["server_cpu"] / r["requests"] if r["requests"] else float("nan")
-        r["other_cores"] = cpu["other_cores"]
-        r["steal_cores"] = cpu["steal_cores"]
-        return r
+        best: dict[str, float] | None = None
+        for attempt in range(1 + args.retries):
+            QUIET.wait(args.max_other_load, args.wait_quiet)
+            if warmup > 0:
+                once(warmup)
+            wait_idle(server)
+            pids = [server.proc.pid] + children(server.proc.pid)
+            workers = server.worker_pids()
+            meter = CpuMeter(pids)
+            per_worker0 = [proc_cpu_s(p) for p in workers]
+            r = once(duration)
+            cpu = meter.stop()
+            per_worker = [proc_cpu_s(p) - c for p, c in zip(workers, per_worker0)]
+            total = sum(per_worker)
+            r["split"] = "/".join(f"{100 * c / total:.0f}" for c in sorted(per_worker, reverse=True)) \
+                if len(per_worker) > 1 and total > 0 else ""
+            r["server_cpu_us"] = 1e6 * cpu["server_cpu"] / r["requests"] if r["requests"] else float("nan")
+            r["other_cores"] = cpu["other_cores"]
+            r["steal_cores"] = cpu["steal_cores"]
+            r["attempts"] = attempt + 1
+            if best is None or r["other_cores"] < best["other_cores"]:
+                best = r
+            if r["other_cores"] <= args.max_other_load or attempt == args.retries:
+                break
+            QUIET.retries += 1
+        assert best is not None
+        return best
 
     results: list[dict[str, Any]] = []
     servers: list[dict[str, Any]] = []
@@ -987,10 +1019,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
     parser.add_argument("--seed", type=int, default=20261128, help="seed of the random points and sites")
     parser.add_argument("--skip-http", action="store_true", help="in-process figures only")
+    parser.add_argument("--max-other-load", type=float, default=0.25,
+                        help="CPU cores other processes may use during a measurement (default 0.25)")
+    parser.add_argument("--wait-quiet", type=float,
+                        help="seconds to wait for other processes to go below --max-other-load before each section "
+                             "or load run (default 60, quick 0)")
+    parser.add_argument("--retries", type=int,
+                        help="repeats of an HTTP load run during which other processes were busier than "
+                             "--max-other-load; the quietest is kept (default 2, quick 0)")
     args = parser.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 8.0)
     args.warmup = 0.5 if args.quick else 2.0
     args.latency_duration = 1.0 if args.quick else 4.0
+    args.wait_quiet = args.wait_quiet if args.wait_quiet is not None else (0.0 if args.quick else 60.0)
+    args.retries = args.retries if args.retries is not None else (0 if args.quick else 2)
     if args.client == "auto":
         args.client = "wrk" if shutil.which("wrk") else "asyncio"
     elif args.client == "wrk" and not shutil.which("wrk"):
@@ -1006,7 +1048,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table(["", ""], machine_info())
     out()
     out(f"Mode: {'quick' if args.quick else 'full'}; seed {args.seed}; HTTP client {args.client}, "
-        f"{args.connections} connections, {args.duration:g} s per run after {args.warmup:g} s warm-up.")
+        f"{args.connections} connections, {args.duration:g} s per run after {args.warmup:g} s warm-up; "
+        f"waits up to {args.wait_quiet:g} s for other processes to use under {args.max_other_load:g} cores "
+        f"before each measurement, repeats a load run up to {args.retries} times if they did not.")
 
     with tempfile.TemporaryDirectory(prefix="mzl-bench-") as tmpname:
         tmp = Path(tmpname)
@@ -1027,6 +1071,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rng = np.random.default_rng(args.seed)
 
         section("1. Point lookup, in process (per call, µs)")
+        QUIET.wait(args.max_other_load, args.wait_quiet)
         meter = CpuMeter()
         pts = bench_points(catalog, rng, *counts_points)
         background = meter.stop()["other_cores"]
@@ -1037,6 +1082,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Other processes used {background:.2f} cores during this section.")
 
         section("2. 10 ha site assessment, in process (per call, ms)")
+        QUIET.wait(args.max_other_load, args.wait_quiet)
         meter = CpuMeter()
         sites = bench_sites(catalog, rng, counts_sites, tmp / "inprocess-assessments.sqlite3")
         background = meter.stop()["other_cores"]
@@ -1120,6 +1166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out(f"Median request body of an assessment {http_res['body_bytes'] / 1024:.1f} KiB.")
 
         section("4. Start-up and memory")
+        QUIET.wait(args.max_other_load, args.wait_quiet)
         try:
             startup = bench_startup(1 if args.quick else 3, tmp)
         except RuntimeError as exc:
@@ -1145,7 +1192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out("RSS from /proc/<pid>/status (VmRSS), PSS from /proc/<pid>/smaps_rollup; with 2 workers the totals "
                 "include uvicorn's supervisor process. 'spawn → ready' waits for every worker's lifespan and one 200.")
     out()
-    out(f"Total run time {time.perf_counter() - began:.0f} s.")
+    out(f"Total run time {time.perf_counter() - began:.0f} s, of which {QUIET.waited:.0f} s waiting for other processes "
+        f"to go below {args.max_other_load:g} cores; {QUIET.retries} load run(s) repeated because the machine was busy.")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Callable
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 
 from app.domain.datasets import DatasetService
 from app.domain.versions import Actor
@@ -14,7 +15,7 @@ ANONYMOUS = Actor("anonymous", "anonymous", "officer")
 ROLE_ZH = {"officer": "审批人员", "editor": "GIS 编辑", "admin": "管理员"}
 
 
-def get_service(request: Request) -> DatasetService:
+async def get_service(request: Request) -> DatasetService:
     return request.app.state.datasets
 
 
@@ -50,7 +51,7 @@ def require(role: str) -> Callable[..., Actor]:
     return dependency
 
 
-def officer_access(
+async def officer_access(
     request: Request,
     service: Annotated[DatasetService, Depends(get_service)],
     x_api_key: Annotated[str | None, Header(description="API key (needed only when the service requires it)")] = None,
@@ -59,4 +60,4 @@ def officer_access(
     """Lookups and assessments: open by default (a demo on one machine); one setting makes them need a key."""
     if not request.app.state.settings.access.require_officer_key:
         return ANONYMOUS
-    return require("officer")(service, x_api_key, authorization)
+    return await run_in_threadpool(require("officer"), service, x_api_key, authorization)

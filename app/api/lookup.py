@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["lookup"])
     responses={422: {"model": ErrorBody}},
     summary="Units and red-line status at a point",
 )
-def lookup(
+async def lookup(
     _: Annotated[Actor, Depends(officer_access)],
     catalog: Annotated[Catalog, Depends(get_catalog)],
     lon: Annotated[float, Query(description="Longitude, or easting / survey X in a projected CRS")],
@@ -33,6 +33,7 @@ def lookup(
     crs: Annotated[str, Query(description="EPSG:4490 (default), EPSG:4326, EPSG:4527, EPSG:4548, GCJ02, BD09")] = "EPSG:4490",
     axis_order: Annotated[Literal["xy", "survey"], Query()] = "xy",
 ) -> OrjsonResponse:
+    # CPU-only and ~0.1 ms: answered on the event loop rather than paying a thread hop.
     glon, glat = to_storage(lon, lat, crs, axis_order=axis_order)
     x, y = to_metric(glon, glat)
     return OrjsonResponse(lookup_point(catalog, float(x), float(y), float(glon), float(glat)))

@@ -17,7 +17,7 @@ import shapely
 from shapely.geometry import mapping
 
 from app.domain.catalog import Catalog
-from app.domain.rules import Clause, dimension_order, evaluate, resolve_facts
+from app.domain.rules import Clause, evaluate, resolve_facts
 from app.domain.schema import (
     DIMENSION_NAMES_ZH,
     DIMENSIONS,
@@ -89,6 +89,8 @@ def assess(site, project: Mapping[str, Any], catalog: Catalog, *, buffer_m: floa
     is_point = site.geom_type == "Point"
     if is_point:
         inside = metric_full if catalog.territory.covers(metric_full) else shapely.Point()
+    elif catalog.territory.contains(metric_full):  # the common case: no overlay with the whole territory needed
+        inside = metric_full
     else:
         inside = shapely.intersection(metric_full, catalog.territory)
         inside = shapely.get_parts(inside)
@@ -345,7 +347,7 @@ def _fact_reason(used: list[dict[str, Any]], catalog: Catalog) -> str:
 
 def _clauses(catalog: Catalog, ctx: Context, facts: Mapping[str, Any], given: set[str]) -> tuple[list[dict], list[dict]]:
     applied, undecided = [], []
-    for clause in sorted(catalog.rules.clauses, key=dimension_order):
+    for clause in catalog.rules.clauses:
         bound, place_reason, evidence = _binding(clause, catalog, ctx)
         if not bound:
             continue

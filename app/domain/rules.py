@@ -82,7 +82,7 @@ class Clause:
 class RuleBase:
     """Every clause, the fact vocabulary and the industry code table, with the content hash of them all."""
 
-    clauses: tuple[Clause, ...]
+    clauses: tuple[Clause, ...]  # in access-list order: the four dimensions, then id
     facts: Mapping[str, Fact]
     industries: Mapping[str, str]
     version: str
@@ -152,7 +152,7 @@ def load_rule_base(zones_dir: Path) -> RuleBase:
             unknown = [c for c in clause.binding.land_cover if c not in LAND_COVER_KEYS]
             if unknown:
                 raise _binding_error(clause, f"未知的土地覆被类别 {unknown}")
-    return RuleBase(tuple(clauses), facts, industries, digest.hexdigest())
+    return RuleBase(tuple(sorted(clauses, key=dimension_order)), facts, industries, digest.hexdigest())
 
 
 def check_against_dataset(rules: RuleBase, unit_codes: set[str], layers: Mapping[str, LayerSpec] = LAYERS) -> None:

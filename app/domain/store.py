@@ -7,6 +7,7 @@ back the same bytes later, whatever happens to the data or the rules since.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -37,18 +38,24 @@ class AssessmentStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as con, con:
+        with closing(sqlite3.connect(self.path, timeout=30)) as con, con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+        # One connection per thread, kept open: opening one costs more than the insert itself.
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30)
+            self._local.con = con
+        return con
 
     def put(self, doc: dict[str, Any]) -> bytes:
         """Store a new document; return the exact bytes stored."""
         body = encode(doc)
-        with closing(self._connect()) as con, con:
+        with self._connect() as con:
             con.execute(
                 "INSERT INTO assessments (id, created_at, dataset_version, dataset_hash, rules_version, verdict, document)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -59,10 +66,8 @@ class AssessmentStore:
 
     def get(self, assessment_id: str) -> bytes | None:
         """The stored bytes of one assessment, or None."""
-        with closing(self._connect()) as con:
-            row = con.execute("SELECT document FROM assessments WHERE id = ?", (assessment_id,)).fetchone()
+        row = self._connect().execute("SELECT document FROM assessments WHERE id = ?", (assessment_id,)).fetchone()
         return bytes(row[0]) if row else None
 
     def count(self) -> int:
-        with closing(self._connect()) as con:
-            return int(con.execute("SELECT COUNT(*) FROM assessments").fetchone()[0])
+        return int(self._connect().execute("SELECT COUNT(*) FROM assessments").fetchone()[0])
