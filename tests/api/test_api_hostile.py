@@ -658,7 +658,8 @@ def _free_port() -> int:
 @pytest.fixture
 def live_server(tmp_path):
     port = _free_port()
-    env = {**os.environ, "MZL_STORE_PATH": str(tmp_path / "store" / "assessments.sqlite3")}
+    env = {**os.environ, "MZL_STORE_PATH": str(tmp_path / "store" / "assessments.sqlite3"),
+           "MZL_VERSIONS_DIR": str(tmp_path / "store" / "versions")}
     log = open(tmp_path / "uvicorn.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
