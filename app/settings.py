@@ -41,6 +41,8 @@ class AccessSettings(BaseSettings):
     require_officer_key: bool = Field(False, description="Lookups and assessments need an officer key")
     bootstrap_admin_key: str | None = Field(
         None, min_length=24, description="Registered as an admin key at start-up if not known yet (first admin)")
+    public_base_url: str | None = Field(
+        None, pattern=r"^https?://", description="Base URL printed on reports (QR code); default: the request's own")
 
 
 class Settings(BaseSettings):

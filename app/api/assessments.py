@@ -116,7 +116,8 @@ def _project_from_form(text: str) -> dict:
     responses={404: {"model": ErrorBody}},
     summary="A stored assessment, exactly as it was answered",
 )
-def get_assessment(assessment_id: str, store: Annotated[AssessmentStore, Depends(get_store)]) -> Response:
+def get_assessment(assessment_id: str, _: Annotated[Actor, Depends(officer_access)],
+                   store: Annotated[AssessmentStore, Depends(get_store)]) -> Response:
     body = store.get(assessment_id) if len(assessment_id) <= 64 else None
     if body is None:
         raise NotFound(f"找不到编号为 {assessment_id[:64]} 的分析记录", detail=f"assessment {assessment_id[:64]} not found")
