@@ -80,6 +80,8 @@ def _safe(value: Any) -> Any:
         return {str(k): _safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_safe(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return str(value)  # JSON encoders refuse integers beyond 64 bits
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)

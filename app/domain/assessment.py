@@ -76,9 +76,14 @@ class Context:
     touched: dict[str, list[tuple[int, float, bool]]] = field(default_factory=dict)  # layer → (row, m², edge only)
     land_cover: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def min_overlap(self) -> float:
+        """Overlap below which a polygon only touches a feature's edge (relative for sites of a few cm²)."""
+        return min(MIN_OVERLAP_M2, self.site_m2 * 1e-3)
+
     def occupied(self, layer: str) -> list[tuple[int, float, bool]]:
         """Touches that occupy the feature: a point covered by it, or a polygon overlapping it by area."""
-        return [t for t in self.touched.get(layer, []) if self.is_point or t[1] >= MIN_OVERLAP_M2]
+        return [t for t in self.touched.get(layer, []) if self.is_point or t[1] >= self.min_overlap]
 
 
 def assess(site, project: Mapping[str, Any], catalog: Catalog, *, buffer_m: float = 500.0,
@@ -110,7 +115,7 @@ def assess(site, project: Mapping[str, Any], catalog: Catalog, *, buffer_m: floa
         "project": dict(project),
         "proximity_buffer_m": buffer_m,
     }
-    if inside.is_empty or (not is_point and inside_m2 < MIN_OVERLAP_M2):
+    if inside.is_empty:
         warnings.append({"code": "outside_territory",
                          "message": "项目用地不在满洲里市（含扎赉诺尔区）管辖范围内，不适用本市生态环境分区管控要求"})
         nearest = catalog.territory.boundary.distance(metric_full)
@@ -121,7 +126,7 @@ def assess(site, project: Mapping[str, Any], catalog: Catalog, *, buffer_m: floa
                    layers=[], proximity=[], land_cover=[], clauses=[], clauses_by_dimension={d: [] for d in DIMENSIONS},
                    conditions=[], undecided=[], missing_facts=[], warnings=warnings)
         return doc
-    if not is_point and inside_m2 < site_m2 - MIN_OVERLAP_M2:
+    if not is_point and site_m2 - inside_m2 > max(MIN_OVERLAP_M2, site_m2 * 1e-9):
         outside = site_m2 - inside_m2
         warnings.append({"code": "partly_outside",
                          "message": f"项目用地有 {outside:,.2f} m²（{outside * MU_PER_M2:,.2f} 亩）位于本市管辖范围外，"
@@ -195,7 +200,7 @@ def _units(catalog: Catalog, ctx: Context, warnings: list[dict[str, str]]) -> li
     layer = catalog.units
     out = []
     for row, overlap, edge in ctx.touched["control_units"]:
-        if not ctx.is_point and overlap < MIN_OVERLAP_M2:
+        if not ctx.is_point and overlap < ctx.min_overlap:
             continue
         rec = layer.records[row]
         kind = catalog.unit_type(row)

@@ -36,7 +36,7 @@ from app.domain.schema import (
 )
 from app.domain.validation import report_to_gpkg, validate_draft
 from app.domain.versions import Actor, VersionStore, now
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.geo.upload import Upload
 from app.geo.vector_io import content_hash, list_layers, read_layer, read_table, write_layer, write_table
 
@@ -63,6 +63,8 @@ class DatasetService:
         self.current: Catalog | None = None
         self._marker: tuple[int, int] | None = None
         self._reloading = threading.Lock()
+        self._swap = threading.Lock()  # orders every replacement of `current` (publish here vs reload)
+        self._loading: dict[str, threading.Lock] = {}
         self._cache: OrderedDict[str, Catalog] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -95,10 +97,19 @@ class DatasetService:
 
         def reload() -> None:
             try:
-                version_id = self.store.current()
-                if version_id and (self.current is None or version_id != self.current.version):
-                    self.current = self.load(version_id)
-                self._marker = marker
+                version_id = self.store.current_file_version()
+                if not version_id:
+                    return
+                catalog = None
+                if self.current is None or version_id != self.current.version:
+                    catalog = self.load(version_id)
+                with self._swap:
+                    # Only if the pointer still names what was loaded: a publish in this process, or another
+                    # move meanwhile, must not be undone by a slower reload.
+                    if self.store.current_file_version() == version_id:
+                        if catalog is not None:
+                            self.current = catalog
+                        self._marker = marker
             except Exception:
                 log.exception("could not load the current version; still serving %s",
                               self.current.version if self.current else None)
@@ -108,20 +119,26 @@ class DatasetService:
         threading.Thread(target=reload, name="catalog-reload", daemon=True).start()
 
     def catalog_for(self, version_id: str | None) -> Catalog:
-        """The catalog of a given version (for "as of" assessments), or the current one."""
+        """The catalog of a published version (for "as of" assessments), or the current one."""
         current = self.current
         if version_id is None or (current is not None and version_id == current.version):
             return current
         version = self.store.get(version_id)
+        if version.status != "published":
+            raise Conflict(f"版本 {version.id} 是未发布的草稿，不能用于正式分析；只能按已发布的版本分析",
+                           detail=f"as_of a draft {version.id}")
         with self._cache_lock:
-            if version.id in self._cache:
-                self._cache.move_to_end(version.id)
-                return self._cache[version.id]
-        catalog = self.load(version.id)
-        with self._cache_lock:
-            self._cache[version.id] = catalog
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            lock = self._loading.setdefault(version.id, threading.Lock())
+        with lock:  # one load per version however many requests ask for it at once
+            with self._cache_lock:
+                if version.id in self._cache:
+                    self._cache.move_to_end(version.id)
+                    return self._cache[version.id]
+            catalog = self.load(version.id)
+            with self._cache_lock:
+                self._cache[version.id] = catalog
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return catalog
 
     # -- uploads -------------------------------------------------------------------------------------------------
@@ -131,8 +148,9 @@ class DatasetService:
                note: str = "", approval_ref: str | None = None,
                progress: Callable[[str], None] = lambda _: None) -> tuple[str, dict[str, Any]]:
         """Turn an uploaded file into a draft version with its validation report; return (version id, report)."""
-        parent = self.current
-        parent_dir = self.store.path_of(parent.version)
+        # The registry's current version, not this process's catalog, which may still be catching up.
+        parent = self.store.get(self.store.current())
+        parent_dir = self.store.path_of(parent.id)
         progress("读取当前版本")
         current_layers = {name: read_layer(parent_dir / GPKG_NAME, name) for name in LAYERS
                           if name in set(list_layers(parent_dir / GPKG_NAME))}
@@ -169,14 +187,14 @@ class DatasetService:
             info = dict(read_table(parent_dir / GPKG_NAME, DATASET_TABLE)[["key", "value"]].values)
             illustrative = bool((prov.provenance == PROVENANCE_ILLUSTRATIVE).any())
             info.update({"content_hash": digest, "illustrative": "true" if illustrative else "false",
-                         "parent_version": parent.version, "uploaded_at": stamp})
+                         "parent_version": parent.id, "uploaded_at": stamp})
             write_table(gpkg, pd.DataFrame([{"key": k, "value": str(v)} for k, v in info.items()]), DATASET_TABLE)
             tif = info.get("land_cover_file", "landcover.tif")
             shutil.copy2(parent_dir / tif, folder / tif)
             report_to_gpkg(report, folder / REPORT_GPKG)
 
         version_id = self.store.create_version(
-            actor, parent=parent.version, note=note, source=filename, replaced_layers=staged.replaced, writer=write,
+            actor, parent=parent.id, note=note, source=filename, replaced_layers=staged.replaced, writer=write,
             content_hash=digest, dataset_id=parent.dataset_id, report=report, approval_ref=approval_ref)
         return version_id, report
 
@@ -199,8 +217,10 @@ class DatasetService:
 
         previous = self.store.set_current(version_id, actor, action=action, require_clean=action == "publish",
                                           acknowledge_warnings=acknowledge_warnings, note=note, verify=verify)
-        self.current = loaded["catalog"]
-        self._marker = self.store.current_marker()
+        with self._swap:
+            if self.store.current_file_version() == version_id:
+                self.current = loaded["catalog"]
+                self._marker = self.store.current_marker()
         return previous
 
     # -- reading versions ----------------------------------------------------------------------------------------

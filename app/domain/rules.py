@@ -321,7 +321,11 @@ def evaluate(cond: Any, values: Mapping[str, Any]) -> Outcome:
         code = values.get("industry_code")
         if code is None:
             return Outcome(None, missing={"industry_code"})
-        match = next((p for p in cond["industry"] if str(code).startswith(p)), None)
+        code = str(code)
+        match = next((p for p in cond["industry"] if code.startswith(p)), None)
+        if match is None and any(p.startswith(code) for p in cond["industry"]):
+            # A division or group code is coarser than the clause's class: it may or may not be one of them.
+            return Outcome(None, missing={"industry_code"})
         return Outcome(match is not None, [{"fact": "industry_code", "value": code, "test": "prefix",
                                              "expected": match or cond["industry"]}])
     name = cond["fact"]

@@ -16,6 +16,7 @@ get two distinct ids and neither is lost.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -180,6 +181,21 @@ class VersionStore:
         finally:
             con.close()
 
+    @contextmanager
+    def _flock(self, name: str, *, exclusive: bool, blocking: bool = True) -> Iterator[bool]:
+        """An advisory file lock shared by every process using the store; yields whether it was acquired."""
+        fd = os.open(self.root / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fd, flags)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
     def _audit(self, con: sqlite3.Connection, actor: Actor, action: str, *, from_version: str | None = None,
                to_version: str | None = None, **detail: Any) -> None:
         con.execute(
@@ -194,19 +210,27 @@ class VersionStore:
     # -- start-up ------------------------------------------------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """Clean up after a crash: delete temp folders, mark versions that never finished as abandoned."""
-        for leftover in self.tmp_dir.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        abandoned = []
-        with self._write() as con:
-            for row in con.execute("SELECT id FROM versions WHERE status = 'writing'").fetchall():
-                con.execute("UPDATE versions SET status = 'abandoned' WHERE id = ?", (row["id"],))
-                shutil.rmtree(self.path_of(row["id"]), ignore_errors=True)
-                self._audit(con, SYSTEM, "abandon", to_version=row["id"], reason="unfinished write found at start-up")
-                abandoned.append(row["id"])
-        current = self.current()
-        if current:
-            self._write_current_file(current)
+        """Clean up after a crash: delete temp folders, mark versions that never finished as abandoned.
+
+        Runs only when no process is writing a version (writers hold the "writers" lock shared), so a start-up
+        never mistakes another process's upload in progress for a crash.
+        """
+        abandoned: list[str] = []
+        with self._flock("writers", exclusive=True, blocking=False) as alone:
+            if alone:
+                for leftover in self.tmp_dir.iterdir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                with self._write() as con:
+                    for row in con.execute("SELECT id FROM versions WHERE status = 'writing'").fetchall():
+                        con.execute("UPDATE versions SET status = 'abandoned' WHERE id = ?", (row["id"],))
+                        shutil.rmtree(self.path_of(row["id"]), ignore_errors=True)
+                        self._audit(con, SYSTEM, "abandon", to_version=row["id"],
+                                    reason="unfinished write found at start-up")
+                        abandoned.append(row["id"])
+        with self._flock("pointer", exclusive=True):
+            current = self.current()
+            if current and self.current_file_version() != current:
+                self._write_current_file(current)
         return abandoned
 
     def bootstrap(self, dataset_dir: Path, content_hash: str, dataset_id: str) -> str | None:
@@ -231,38 +255,42 @@ class VersionStore:
                        writer: Callable[[Path], None], content_hash: str | None, dataset_id: str | None,
                        report: dict[str, Any] | None, approval_ref: str | None = None) -> str:
         """Allocate an id, let `writer` fill a private folder, move it into place, then make the row a draft."""
-        with self._write() as con:
-            seq = con.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions").fetchone()[0]
-            version_id = f"v{seq}"
-            con.execute(
-                "INSERT INTO versions (seq, id, parent, status, created_at, created_by, note, source, replaced_layers)"
-                " VALUES (?, ?, ?, 'writing', ?, ?, ?, ?, ?)",
-                (seq, version_id, parent, now(), actor.label, note, source, json.dumps(replaced_layers)),
-            )
-        staging = self.tmp_dir / f"{version_id}-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
-            writer(staging)
-            for f in staging.iterdir():
-                _fsync_file(f)
-            os.rename(staging, self.path_of(version_id))
-            _fsync_dir(self.versions_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+        with self._flock("writers", exclusive=False):
             with self._write() as con:
-                con.execute("UPDATE versions SET status = 'abandoned' WHERE id = ?", (version_id,))
-                self._audit(con, actor, "abandon", to_version=version_id, reason="write failed")
-            raise
-        with self._write() as con:
-            con.execute(
-                "UPDATE versions SET status = 'draft', content_hash = ?, dataset_id = ?, report = ?, approval_ref = ?"
-                " WHERE id = ?",
-                (content_hash, dataset_id, json.dumps(report, ensure_ascii=False) if report is not None else None,
-                 approval_ref, version_id),
-            )
-            self._audit(con, actor, "upload", from_version=parent, to_version=version_id, note=note, source=source,
-                        replaced_layers=replaced_layers,
-                        errors=len((report or {}).get("errors", [])), warnings=len((report or {}).get("warnings", [])))
+                seq = con.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions").fetchone()[0]
+                version_id = f"v{seq}"
+                con.execute(
+                    "INSERT INTO versions (seq, id, parent, status, created_at, created_by, note, source, "
+                    "replaced_layers) VALUES (?, ?, ?, 'writing', ?, ?, ?, ?, ?)",
+                    (seq, version_id, parent, now(), actor.label, note, source, json.dumps(replaced_layers)),
+                )
+            staging = self.tmp_dir / f"{version_id}-{uuid.uuid4().hex}"
+            staging.mkdir()
+            try:
+                writer(staging)
+                for f in staging.iterdir():
+                    _fsync_file(f)
+                os.rename(staging, self.path_of(version_id))
+                _fsync_dir(self.versions_dir)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                with self._write() as con:
+                    con.execute("UPDATE versions SET status = 'abandoned' WHERE id = ?", (version_id,))
+                    self._audit(con, actor, "abandon", to_version=version_id, reason="write failed")
+                raise
+            with self._write() as con:
+                done = con.execute(
+                    "UPDATE versions SET status = 'draft', content_hash = ?, dataset_id = ?, report = ?, "
+                    "approval_ref = ? WHERE id = ? AND status = 'writing'",
+                    (content_hash, dataset_id, json.dumps(report, ensure_ascii=False) if report is not None else None,
+                     approval_ref, version_id),
+                ).rowcount
+                if done != 1:
+                    raise DataError("数据版本写入被中断，请重新上传", detail=f"{version_id} no longer 'writing'")
+                self._audit(con, actor, "upload", from_version=parent, to_version=version_id, note=note,
+                            source=source, replaced_layers=replaced_layers,
+                            errors=len((report or {}).get("errors", [])),
+                            warnings=len((report or {}).get("warnings", [])))
         return version_id
 
     def get(self, version_id: str) -> Version:
@@ -303,21 +331,28 @@ class VersionStore:
             raise Conflict(f"版本 {version_id} 从未发布过，不能回滚到该版本；请先发布", detail="rollback to an unpublished version")
         if verify is not None:
             verify(version_id)
-        with self._write() as con:
-            row = con.execute("SELECT version FROM pointer WHERE one = 1").fetchone()
-            previous = row["version"] if row else None
-            if previous == version_id:
-                raise Conflict(f"版本 {version_id} 已是当前版本", detail="already current")
-            con.execute("INSERT INTO pointer (one, version, changed_at) VALUES (1, ?, ?) "
-                        "ON CONFLICT(one) DO UPDATE SET version = excluded.version, changed_at = excluded.changed_at",
-                        (version_id, now()))
-            if version.status == "draft":
-                con.execute("UPDATE versions SET status = 'published', published_at = ?, published_by = ? WHERE id = ?",
-                            (now(), actor.label, version_id))
-            self._audit(con, actor, action, from_version=previous, to_version=version_id, note=note,
-                        acknowledged_warnings=len(report.get("warnings", [])) if acknowledge_warnings else 0,
-                        approval_ref=version.approval_ref)
-        self._write_current_file(version_id)
+        # The pointer lock orders pointer moves across processes, so CURRENT is always rewritten in commit order.
+        with self._flock("pointer", exclusive=True):
+            with self._write() as con:
+                row = con.execute("SELECT version FROM pointer WHERE one = 1").fetchone()
+                previous = row["version"] if row else None
+                if previous == version_id:
+                    raise Conflict(f"版本 {version_id} 已是当前版本", detail="already current")
+                if action == "publish" and version.parent != previous:
+                    raise Conflict(
+                        f"草稿 {version_id} 基于版本 {version.parent}，而当前版本已是 {previous}：其校验报告已不适用，"
+                        f"请基于当前版本重新上传", detail=f"{version_id} parent {version.parent} != current {previous}",
+                        parent=version.parent, current=previous)
+                con.execute("INSERT INTO pointer (one, version, changed_at) VALUES (1, ?, ?) ON CONFLICT(one) DO "
+                            "UPDATE SET version = excluded.version, changed_at = excluded.changed_at",
+                            (version_id, now()))
+                if version.status == "draft":
+                    con.execute("UPDATE versions SET status = 'published', published_at = ?, published_by = ? "
+                                "WHERE id = ?", (now(), actor.label, version_id))
+                self._audit(con, actor, action, from_version=previous, to_version=version_id, note=note,
+                            acknowledged_warnings=len(report.get("warnings", [])) if acknowledge_warnings else 0,
+                            approval_ref=version.approval_ref)
+            self._write_current_file(version_id)
         return previous
 
     def _write_current_file(self, version_id: str) -> None:
@@ -325,6 +360,13 @@ class VersionStore:
         tmp.write_text(version_id + "\n", encoding="utf-8")
         _fsync_file(tmp)
         os.replace(tmp, self.current_file)
+
+    def current_file_version(self) -> str | None:
+        """The version id the CURRENT file names (what other processes switch to)."""
+        try:
+            return self.current_file.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
 
     def current_marker(self) -> tuple[int, int] | None:
         """A cheap token that changes whenever the pointer file is replaced (inode and mtime)."""

@@ -323,7 +323,7 @@ def _projected_problem(e: float, n: float, crs: CRSSpec, labels: _Labels) -> tup
         return why, {"hint": "swapped_axes"}
     east_ok = bool(_projected_ok(np.array([e]), np.array([0.0]), crs)[0])
     if not east_ok:
-        zone = int(e // ZONE_FACTOR) if e >= 10 * ZONE_FACTOR else None
+        zone = int(e // ZONE_FACTOR) if 10 * ZONE_FACTOR <= e < 100 * ZONE_FACTOR else None
         if crs.epsg == 4527:
             if zone is not None:
                 extra = ""

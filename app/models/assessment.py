@@ -81,6 +81,8 @@ class SiteOut(BaseModel):
     centroid: list[float]
     centroid_metric: list[float]
     distance_to_territory_m: float | None = None
+    survey: dict[str, Any] | None = Field(None, description="The parsed survey file (CRS, header, parcels) when the "
+                                          "site came from one")
 
 
 class UnitFinding(UnitIdentity):

@@ -183,3 +183,29 @@ def test_the_openapi_document_is_the_contract(client):
 def test_the_project_model_names_every_fact_of_the_rule_base(catalog):
     assert set(catalog.rules.facts) <= set(Project.model_fields)
     assert set(Project.model_fields) - set(catalog.rules.facts) == {"name"}
+
+
+def test_a_huge_projected_coordinate_is_a_422_not_a_crash(client):
+    for crs in ("EPSG:4548", "EPSG:4527"):
+        r = client.get("/v1/lookup", params={"lon": 1e26, "lat": 5493000, "crs": crs})
+        assert r.status_code == 422 and r.json()["error"]["message"]
+
+
+def test_survey_parcels_that_share_an_edge_are_one_site(client):
+    def parcel(code, x0):
+        pts = [(5494100.0, x0), (5494100.0, x0 + 100), (5494000.0, x0 + 100), (5494000.0, x0), (5494100.0, x0)]
+        lines = [f"5,1.0000,{code},地块{code},面,,工业用地,@"]
+        lines += [f"J{i + 1},1,{x:.3f},{y:.3f}" for i, (x, y) in enumerate(pts)]
+        return lines
+
+    text = "\n".join(["[属性描述]", "坐标系=2000国家大地坐标系", "几度分带=3", "投影类型=高斯克吕格", "计量单位=米", "带号=39",
+                      "[地块坐标]", *parcel("1", 39531000.0), *parcel("2", 39531100.0)]) + "\n"
+    r = client.post("/v1/assessments/survey", files={"file": ("adjacent.txt", text.encode("utf-8"), "text/plain")})
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert len(doc["site"]["survey"]["parcels"]) == 2
+    assert doc["site"]["area"]["m2"] == pytest.approx(20_000, abs=1.0)
+    overlapping = "\n".join(["[属性描述]", "坐标系=2000国家大地坐标系", "几度分带=3", "投影类型=高斯克吕格", "计量单位=米",
+                             "带号=39", "[地块坐标]", *parcel("1", 39531000.0), *parcel("2", 39531050.0)]) + "\n"
+    r = client.post("/v1/assessments/survey", files={"file": ("overlap.txt", overlapping.encode("utf-8"), "text/plain")})
+    assert r.status_code == 422 and "重叠" in r.json()["error"]["message"]

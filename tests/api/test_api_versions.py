@@ -145,6 +145,8 @@ def test_red_line_decrease_needs_an_approval_reference(svc, tmp_path):
     draft = r.json()["version"]["id"]
     refused = svc.post(f"/v1/versions/{draft}/publish", json={"acknowledge_warnings": True}, headers=svc.keys["admin"])
     assert refused.status_code == 409 and "错误" in refused.json()["error"]["message"]
+    as_of_draft = svc.post("/v1/assessments", params={"as_of": draft}, json={"site": [117.455, 49.585]})
+    assert as_of_draft.status_code == 409 and "草稿" in as_of_draft.json()["error"]["message"]
     approved = upload(svc, data, "red.gpkg", svc.keys["editor"], approval_ref="内政发〔2026〕12号")
     report = approved.json()["report"]
     assert report["ok"] is True and report["red_line"]["approval_ref"] == "内政发〔2026〕12号"

@@ -284,3 +284,11 @@ def test_same_site_and_data_give_the_same_document(catalog):
         doc.pop("created_at")
     assert one == two
     assert one["dataset_version"] == catalog.dataset_id and one["rules_version"] == catalog.rules.version
+
+
+def test_a_tiny_polygon_inside_the_city_is_not_outside_jurisdiction(catalog):
+    site = square(catalog, 117.455, 49.585, 0.05)  # 5 cm square
+    doc = assess(site, CLEAN, catalog)
+    assert doc["verdict"] != "outside_jurisdiction"
+    assert [u["code"] for u in doc["units"]] == ["ZH15078120001"]
+    assert not any(w["code"] == "partly_outside" for w in doc["warnings"])

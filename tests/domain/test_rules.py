@@ -143,3 +143,12 @@ def test_defaults_apply_only_to_facts_the_applicant_must_declare(rules):
     values = resolve_facts({"coal_use": True, "boiler_fuel": None}, rules.facts)
     assert values["red_line_activity"] == "none" and values["national_major_project"] is False
     assert "boiler_fuel" not in values and "wastewater_discharge" not in values
+
+
+def test_a_coarser_industry_code_leaves_a_finer_clause_undecided():
+    cond = {"industry": ["4411", "4412"]}
+    assert evaluate(cond, {"industry_code": "4411"}).value is True
+    assert evaluate(cond, {"industry_code": "4415"}).value is False
+    coarse = evaluate(cond, {"industry_code": "44"})  # 电力、热力生产和供应业: may or may not be thermal power
+    assert coarse.value is None and coarse.missing == {"industry_code"}
+    assert evaluate(cond, {"industry_code": "26"}).value is False

@@ -43,7 +43,8 @@ def test_versions_get_sequential_ids_and_immutable_folders(tmp_path):
 
 def test_publish_moves_the_pointer_and_rollback_moves_it_back(tmp_path):
     store = VersionStore(tmp_path)
-    a, b = _new(store, "a"), _new(store, "b")
+    a = _new(store, "a")
+    b = _new(store, "b", parent=a)
     assert store.set_current(a, SYSTEM, action="publish") is None
     assert store.set_current(b, SYSTEM, action="publish") == a
     assert store.current() == b and store.current_file.read_text().strip() == b
@@ -52,6 +53,19 @@ def test_publish_moves_the_pointer_and_rollback_moves_it_back(tmp_path):
     assert {v.id: v.status for v in store.list()} == {a: "published", b: "published"}
     with pytest.raises(Conflict):
         store.set_current(a, SYSTEM, action="rollback")  # already current
+
+
+def test_a_draft_built_on_an_older_version_cannot_be_published(tmp_path):
+    """Its report was computed against its parent: publishing it now would skip the checks (e.g. 面积不减少)."""
+    store = VersionStore(tmp_path)
+    a = _new(store, "a")
+    store.set_current(a, SYSTEM, action="publish")
+    b, c = _new(store, "b", parent=a), _new(store, "c", parent=a)
+    store.set_current(b, SYSTEM, action="publish")
+    with pytest.raises(Conflict) as err:
+        store.set_current(c, SYSTEM, action="publish")
+    assert "重新上传" in err.value.message_zh and err.value.context["current"] == b
+    assert store.current() == b
 
 
 def test_publish_refuses_errors_and_unacknowledged_warnings_and_rollback_to_a_draft(tmp_path):
@@ -191,7 +205,8 @@ CRASH_SCRIPT = textwrap.dedent("""
 ])
 def test_a_process_killed_mid_write_leaves_a_consistent_store(tmp_path, where, expected):
     store = VersionStore(tmp_path / "store")
-    v1, v2 = _new(store, "one"), _new(store, "two")
+    v1 = _new(store, "one")
+    v2 = _new(store, "two", parent=v1)
     store.set_current(v1, SYSTEM, action="publish")
     script = tmp_path / "crash.py"
     script.write_text(CRASH_SCRIPT.format(root=str(ROOT)))
@@ -207,3 +222,28 @@ def test_a_process_killed_mid_write_leaves_a_consistent_store(tmp_path, where, e
         assert abandoned == ["v3"] and not reopened.path_of("v3").exists()
         assert reopened.audit_log()[0]["action"] == "abandon"
     assert os.listdir(reopened.path_of(expected)) == ["manzhouli.gpkg"]
+
+
+def test_recovery_at_start_up_leaves_an_upload_in_progress_alone(tmp_path):
+    store = VersionStore(tmp_path)
+    started, release = threading.Event(), threading.Event()
+    result: list[str] = []
+
+    def slow(folder: Path) -> None:
+        (folder / "manzhouli.gpkg").write_text("slow")
+        started.set()
+        release.wait(10)
+
+    def upload() -> None:
+        result.append(VersionStore(tmp_path).create_version(
+            SYSTEM, parent=None, note="", source="", replaced_layers=[], writer=slow, content_hash="h",
+            dataset_id="d", report={"ok": True, "errors": [], "warnings": []}))
+
+    t = threading.Thread(target=upload)
+    t.start()
+    assert started.wait(10)
+    assert VersionStore(tmp_path).recover() == []  # another process starting up meanwhile
+    release.set()
+    t.join()
+    assert result == ["v1"] and store.get("v1").status == "draft"
+    assert (store.path_of("v1") / "manzhouli.gpkg").read_text() == "slow"
