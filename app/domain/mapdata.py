@@ -15,7 +15,6 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import orjson
-import rasterio
 import shapely
 from pyproj import Transformer
 from rasterio.crs import CRS
