@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app.api import assessments, dataset, lookup, pages, reports, units, versions
+from app.api import assessments, batch, dataset, lookup, pages, reports, units, versions
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.domain.datasets import DatasetService
@@ -51,8 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes,
                        overrides={"/v1/versions": settings.limits.max_upload_bytes})
     install_error_handlers(app)
-    for router in (lookup.router, assessments.router, units.router, dataset.router, versions.router, reports.router,
-                   pages.router):
+    for router in (lookup.router, assessments.router, batch.router, units.router, dataset.router, versions.router,
+                   reports.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
