@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,7 @@ class VersionOut(BaseModel):
 class VersionDetail(BaseModel):
     version: VersionOut
     report: dict[str, Any] | None = Field(description="The validation report: errors, warnings, diff, red line, units")
+    impact: dict[str, Any] | None = Field(None, description="The latest change-impact computation kept with the version")
 
 
 class VersionList(BaseModel):
@@ -136,7 +137,7 @@ def list_versions(service: Annotated[DatasetService, Depends(get_service)]) -> V
 @router.get("/versions/{version_id}", response_model=VersionDetail, responses=_ERRORS, summary="A version and its report")
 def get_version(version_id: str, service: Annotated[DatasetService, Depends(get_service)]) -> VersionDetail:
     version = service.store.get(version_id)
-    return VersionDetail(version=_out(service, version), report=version.report)
+    return VersionDetail(version=_out(service, version), report=version.report, impact=service.saved_impact(version.id))
 
 
 @router.get("/versions/{version_id}/validation.gpkg", responses=_ERRORS, response_class=FileResponse,
@@ -162,6 +163,17 @@ def diff_versions(version_id: str, service: Annotated[DatasetService, Depends(ge
     version = service.store.get(version_id)
     base_id = base or version.parent or service.store.current()
     return service.diff(base_id, version.id)
+
+
+@router.get("/versions/{version_id}/impact", responses=_ERRORS,
+            summary="Stored assessments whose verdict, units or red-line status this version would change")
+def impact(version_id: str, request: Request, _: Annotated[Actor, Depends(require("editor"))],
+           service: Annotated[DatasetService, Depends(get_service)],
+           settings: Annotated[Settings, Depends(get_settings)], base: str | None = None) -> dict[str, Any]:
+    store = request.app.state.store
+    result = service.impact(version_id, store.documents(), base_id=base, buffer_m=settings.limits.proximity_buffer_m)
+    service.save_impact(result)
+    return result
 
 
 @router.post("/versions/{version_id}/publish", response_model=PointerMove, responses=_ERRORS,

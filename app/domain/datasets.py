@@ -20,9 +20,12 @@ from typing import Any, Callable, Mapping
 
 import geopandas as gpd
 import numpy as np
+import orjson
 import pandas as pd
 import shapely
+import shapely.geometry
 
+from app.domain.assessment import assess
 from app.domain.catalog import GPKG_NAME, Catalog, dataset_hash, load_catalog
 from app.domain.diff import diff_layers
 from app.domain.rules import RuleBase, load_rule_base
@@ -36,7 +39,7 @@ from app.domain.schema import (
 )
 from app.domain.validation import report_to_gpkg, validate_draft
 from app.domain.versions import Actor, VersionStore, now
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, DataError, InvalidInput, NotFound, ZoningError
 from app.geo.upload import Upload
 from app.geo.vector_io import content_hash, list_layers, read_layer, read_table, write_layer, write_table
 
@@ -234,6 +237,55 @@ class DatasetService:
         """What changed from version a to version b."""
         return {"from": a, "to": b, **diff_layers(self.layers_of(a), self.layers_of(b))}
 
+    def impact(self, version_id: str, documents, *, base_id: str | None = None, buffer_m: float = 500.0,
+               limit: int = 100_000) -> dict[str, Any]:
+        """Re-screen stored assessments on two versions; list those whose verdict, units or red-line status change.
+
+        `documents` yields (id, stored bytes). The base is the version's parent for a draft, else the current
+        version; both sides are re-screened with today's rules, so the comparison isolates the data change.
+        """
+        version = self.store.get(version_id)
+        base = self.store.get(base_id or version.parent or self.store.current())
+        try:
+            after = self.current if self.current and self.current.version == version.id else self.load(version.id)
+        except DataError as exc:
+            raise Conflict(f"版本 {version.id} 无法加载（{exc.message_zh}），须先修正校验错误才能评估影响",
+                           detail=f"impact: {version.id} does not load: {exc.detail}") from exc
+        before = self.current if self.current and self.current.version == base.id else self.load(base.id)
+        changed, screened, unreadable = [], 0, 0
+        for assessment_id, body in documents:
+            if screened >= limit:
+                break
+            doc = orjson.loads(body)
+            try:
+                site = shapely.geometry.shape(doc["site"]["geometry"])
+                old = assess(site, doc.get("project", {}), before, buffer_m=buffer_m)
+                new = assess(site, doc.get("project", {}), after, buffer_m=buffer_m)
+            except (KeyError, TypeError, ValueError, ZoningError):
+                unreadable += 1
+                continue
+            screened += 1
+            diff = _impact_of(old, new)
+            if diff:
+                changed.append({"assessment": assessment_id, "project": doc.get("project", {}).get("name", ""),
+                                "stored_verdict": doc.get("verdict"), "stored_version": doc.get("dataset_version"),
+                                **diff})
+        return {"version": version.id, "base": base.id, "screened": screened, "unreadable": unreadable,
+                "changed": len(changed), "truncated": screened >= limit, "assessments": changed,
+                "computed_at": now(), "rules_version": self.rules.version}
+
+    def save_impact(self, result: dict[str, Any]) -> None:
+        """Keep the latest impact computation with the version (a snapshot: stored assessments keep arriving)."""
+        folder = self.store.root / "impact"
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{result['version']}.json.tmp"
+        tmp.write_bytes(orjson.dumps(result))
+        tmp.replace(folder / f"{result['version']}.json")
+
+    def saved_impact(self, version_id: str) -> dict[str, Any] | None:
+        path = self.store.root / "impact" / f"{self.store.get(version_id).id}.json"
+        return orjson.loads(path.read_bytes()) if path.is_file() else None
+
     def export_path(self, version_id: str) -> Path:
         return self.store.path_of(self.store.get(version_id).id) / GPKG_NAME
 
@@ -247,6 +299,21 @@ class DatasetService:
 # --------------------------------------------------------------------------------------------------------------
 # Mapping an upload onto the dataset contract
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _impact_of(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """What changed for one site between two screenings, or None."""
+    units_old = sorted(u["code"] for u in old.get("units", []))
+    units_new = sorted(u["code"] for u in new.get("units", []))
+    red_old, red_new = old["red_line"]["inside"], new["red_line"]["inside"]
+    if old["verdict"] == new["verdict"] and units_old == units_new and red_old == red_new:
+        return None
+    return {
+        "verdict": {"before": old["verdict"], "after": new["verdict"]},
+        "units": {"before": units_old, "after": units_new},
+        "red_line_inside": {"before": red_old, "after": red_new},
+        "red_line_overlap_m2": {"before": old["red_line"]["overlap_m2"], "after": new["red_line"]["overlap_m2"]},
+    }
 
 
 def _norm(name: str) -> str:

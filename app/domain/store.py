@@ -69,5 +69,17 @@ class AssessmentStore:
         row = self._connect().execute("SELECT document FROM assessments WHERE id = ?", (assessment_id,)).fetchone()
         return bytes(row[0]) if row else None
 
+    def documents(self, batch: int = 500):
+        """Every stored document as (id, bytes), oldest first, read in batches."""
+        last = ""
+        while True:
+            rows = self._connect().execute(
+                "SELECT id, document FROM assessments WHERE id > ? ORDER BY id LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            for assessment_id, body in rows:
+                yield assessment_id, bytes(body)
+            last = rows[-1][0]
+
     def count(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM assessments").fetchone()[0])

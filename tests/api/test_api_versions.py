@@ -256,3 +256,26 @@ def test_officer_key_can_be_required_for_queries(tmp_path):
         ok = c.get("/v1/lookup", params={"lon": 117.455, "lat": 49.585}, headers={"X-API-Key": key})
         assert ok.status_code == 200
         assert c.get("/healthz").status_code == 200  # liveness stays open
+
+
+def test_change_impact_lists_stored_assessments_a_draft_would_change(tmp_path):
+    with TestClient(create_app(make_settings(tmp_path)), raise_server_exceptions=False) as c:
+        admin = {"X-API-Key": ADMIN_KEY}
+        red = read_layer(GPKG, "red_line")
+        patch = red.geometry.iloc[3].representative_point()
+        inside = c.post("/v1/assessments", json={"site": [patch.x, patch.y], "project": {"name": "红线内项目"}}).json()
+        city = c.post("/v1/assessments", json={"site": [117.455, 49.585], "project": {"name": "城区项目"}}).json()
+        assert inside["red_line"]["inside"] and inside["verdict"] == "prohibited"
+        smaller = red.drop(index=red.index[3])  # the patch under the first project is removed
+        r = upload(c, gpkg_bytes({"red_line": smaller}, tmp_path), "red.gpkg", admin, approval_ref="测试批文")
+        draft = r.json()["version"]["id"]
+        assert c.get(f"/v1/versions/{draft}/impact").status_code == 401
+        impact = c.get(f"/v1/versions/{draft}/impact", headers=admin).json()
+        assert impact["base"] == "v1" and impact["screened"] == 2 and impact["changed"] == 1
+        changed = impact["assessments"][0]
+        assert changed["assessment"] == inside["id"] and changed["project"] == "红线内项目"
+        assert changed["red_line_inside"] == {"before": True, "after": False}
+        assert changed["verdict"]["before"] == "prohibited" and changed["verdict"]["after"] != "prohibited"
+        assert city["id"] not in {a["assessment"] for a in impact["assessments"]}
+        kept = c.get(f"/v1/versions/{draft}").json()["impact"]
+        assert kept["changed"] == 1 and kept["version"] == draft
