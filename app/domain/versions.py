@@ -234,10 +234,16 @@ class VersionStore:
         return abandoned
 
     def bootstrap(self, dataset_dir: Path, content_hash: str, dataset_id: str) -> str | None:
-        """Import a dataset folder as the first published version when the store is empty; return its id."""
-        if self.current() is not None:
-            return None
+        """Import a dataset folder as the first published version when the store is empty; return its id.
 
+        Several worker processes start at once: the first to take the lock imports, the others find it done.
+        """
+        with self._flock("bootstrap", exclusive=True):
+            if self.current() is not None:
+                return None
+            return self._bootstrap(dataset_dir, content_hash, dataset_id)
+
+    def _bootstrap(self, dataset_dir: Path, content_hash: str, dataset_id: str) -> str:
         def copy(target: Path) -> None:
             for item in sorted(dataset_dir.iterdir()):
                 if item.is_file() and item.suffix in (".gpkg", ".tif", ".json"):

@@ -247,3 +247,19 @@ def test_recovery_at_start_up_leaves_an_upload_in_progress_alone(tmp_path):
     t.join()
     assert result == ["v1"] and store.get("v1").status == "draft"
     assert (store.path_of("v1") / "manzhouli.gpkg").read_text() == "slow"
+
+
+def test_workers_starting_together_import_the_seed_once(tmp_path):
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    (seed / "manzhouli.gpkg").write_text("seed")
+    results: list[str | None] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        VersionStore(tmp_path / "store").bootstrap(seed, "h", "d"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store = VersionStore(tmp_path / "store")
+    assert sorted(r for r in results if r) == ["v1"] and results.count(None) == 3
+    assert [v.id for v in store.list()] == ["v1"] and store.current() == "v1"
