@@ -33,6 +33,7 @@
     $("key-clear").addEventListener("click", () => { sessionStorage.removeItem(KEY); $("api-key").value = ""; updateKeyStatus(); });
     $("upload-submit").addEventListener("click", upload);
     $("publish-submit").addEventListener("click", publish);
+    $("impact-run").addEventListener("click", runImpact);
     $("audit-load").addEventListener("click", loadAudit);
     document.querySelectorAll("[data-btab]").forEach((b) => b.addEventListener("click", () => {
       document.querySelectorAll("[data-btab]").forEach((x) => x.classList.toggle("active", x === b));
@@ -121,6 +122,7 @@
     $("publish-submit").disabled = !draft;
     $("publish-version").textContent = draft ? version.id : "";
     showError("publish-error", ""); showError("publish-ok", "");
+    $("impact-result").innerHTML = ""; showError("impact-error", "");
     $("publish-ack").checked = false;
   }
 
@@ -267,6 +269,27 @@
 
   /* ---------------------------------------------------------------------------------------------------------
      Publish, roll back, history, audit */
+
+  const VERDICT_ZH = { prohibited: "禁止", conditional: "有条件准入", permitted: "准入", needs_review: "需补充信息后复核",
+    outside_jurisdiction: "不在管辖范围内" };
+
+  async function runImpact() {
+    showError("impact-error", "");
+    if (!state.version) return;
+    if (!key()) { showError("impact-error", "请先在上方填写 GIS 编辑或管理员 API 密钥"); return; }
+    $("impact-result").innerHTML = `<span class="muted">正在重新筛查已存档的分析…</span>`;
+    const r = await api("GET", `/v1/versions/${encodeURIComponent(state.version.id)}/impact`, { key: key() });
+    if (!r.ok) { $("impact-result").innerHTML = ""; showError("impact-error", r.message); return; }
+    const d = r.data;
+    let html = `<div>相对 ${esc(d.base)}：已筛查 ${d.screened} 项，<b>${d.changed}</b> 项将发生变化。</div>`;
+    if (d.assessments.length) {
+      html += `<table class="data"><tr><th>分析编号</th><th>项目</th><th>结论</th><th>红线内</th></tr>` +
+        d.assessments.slice(0, 200).map((a) => `<tr><td><a href="/assessments/${encodeURIComponent(a.assessment)}" target="_blank">${esc(a.assessment)}</a></td>` +
+          `<td>${esc(a.project || "")}</td><td>${esc(VERDICT_ZH[a.verdict.before] || a.verdict.before)} → ${esc(VERDICT_ZH[a.verdict.after] || a.verdict.after)}</td>` +
+          `<td>${a.red_line_inside.before ? "是" : "否"} → ${a.red_line_inside.after ? "是" : "否"}</td></tr>`).join("") + `</table>`;
+    }
+    $("impact-result").innerHTML = html;
+  }
 
   async function publish() {
     showError("publish-error", ""); showError("publish-ok", "");
