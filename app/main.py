@@ -49,7 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes,
-                       overrides={"/v1/versions": settings.limits.max_upload_bytes})
+                       overrides={"/v1/versions": settings.limits.max_upload_bytes,
+                                  "/v1/batch": settings.limits.max_upload_bytes})
     install_error_handlers(app)
     for router in (lookup.router, assessments.router, batch.router, units.router, dataset.router, versions.router,
                    reports.router, pages.router):

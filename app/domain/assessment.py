@@ -151,7 +151,7 @@ def assess(site, project: Mapping[str, Any], catalog: Catalog, *, buffer_m: floa
     doc["undecided"] = undecided
     doc["conditions"] = [{"clause": c["id"], "condition": text} for c in applied if c["effect"] == "conditional"
                          for text in c["conditions"]]
-    verdict, missing = _verdict(applied, undecided)
+    verdict, missing = decide_verdict(applied, undecided)
     doc["missing_facts"] = [
         {"fact": name, "label_zh": catalog.rules.facts[name].label_zh if name in catalog.rules.facts else name,
          "clauses": sorted(u["id"] for u in undecided if name in u["missing_facts"])}
@@ -383,7 +383,8 @@ def _clauses(catalog: Catalog, ctx: Context, facts: Mapping[str, Any], given: se
     return applied, undecided
 
 
-def _verdict(applied: list[dict], undecided: list[dict]) -> tuple[str, set[str]]:
+def decide_verdict(applied: list[dict], undecided: list[dict]) -> tuple[str, set[str]]:
+    """The verdict from the applied and undecided clauses, and the facts that would decide the undecided ones."""
     missing = {m for u in undecided if u["effect"] in ("prohibit", "conditional") for m in u["missing_facts"]}
     if any(c["effect"] == "prohibit" for c in applied):
         return "prohibited", missing
