@@ -7,6 +7,7 @@ MZL_WRITE_DOCS=1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,14 +62,13 @@ class Server:
         return body["key"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    """The service on a free port, with its own version store and assessment store in a temporary folder."""
-    root = tmp_path_factory.mktemp("web-server")
+@contextlib.contextmanager
+def run_server(root: Path, **extra_env: str):
+    """The service on a free port, with its own version store and assessment store under `root`."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MZL_")}
     env.update(MZL_VERSIONS_DIR=str(root / "versions"), MZL_STORE_PATH=str(root / "assessments.sqlite3"),
-               MZL_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY, PYTHONUNBUFFERED="1")
+               MZL_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY, PYTHONUNBUFFERED="1", **extra_env)
     log = root / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
@@ -96,6 +96,13 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """The service on a free port, with its own version store and assessment store in a temporary folder."""
+    with run_server(tmp_path_factory.mktemp("web-server")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")

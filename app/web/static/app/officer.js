@@ -146,8 +146,9 @@
   async function preview(input, errorId, sourceLabel) {
     showError(errorId, "");
     showError("assess-error", "");
-    const r = await api("POST", "/ui/preview", { json: input });
+    const r = await api("POST", "/ui/preview", { json: input, key: officerKey() });
     if (!r.ok) {
+      askForKey(r);
       showError(errorId, r.message);
       return null;
     }
@@ -162,8 +163,8 @@
     if (!file) return;
     const form = new FormData();
     form.append("file", file);
-    const r = await api("POST", "/ui/preview/survey", { form });
-    if (!r.ok) { showError("file-error", r.message); clearSite(); return; }
+    const r = await api("POST", "/ui/preview/survey", { form, key: officerKey() });
+    if (!r.ok) { askForKey(r); showError("file-error", r.message); clearSite(); return; }
     setSite({ kind: "survey", file, preview: r.data, source: "坐标文件：" + file.name });
   }
 
@@ -425,6 +426,19 @@
   /* ---------------------------------------------------------------------------------------------------------
      Assess and show the result */
 
+  const OFFICER_KEY = "mzl-officer-key";
+
+  function officerKey() {
+    const typed = $("officer-key").value.trim();
+    if (typed) sessionStorage.setItem(OFFICER_KEY, typed);
+    return typed || sessionStorage.getItem(OFFICER_KEY) || undefined;
+  }
+
+  function askForKey(r) {
+    // The service may be set to require an officer key (MZL_REQUIRE_OFFICER_KEY): show the field beside the error.
+    if (r.status === 401) $("officer-key-row").classList.remove("hidden");
+  }
+
   async function assess() {
     if (!state.site) return;
     const btn = $("assess");
@@ -437,20 +451,20 @@
       const form = new FormData();
       form.append("file", state.site.file);
       form.append("project", JSON.stringify(project));
-      r = await api("POST", "/v1/assessments/survey", { form });
+      r = await api("POST", "/v1/assessments/survey", { form, key: officerKey() });
     } else {
-      r = await api("POST", "/v1/assessments", { json: Object.assign({}, state.site.input, { project }) });
+      r = await api("POST", "/v1/assessments", { json: Object.assign({}, state.site.input, { project }), key: officerKey() });
     }
     btn.disabled = false;
     btn.textContent = "③ 开始分析";
-    if (!r.ok) { showError("assess-error", r.message); return; }
+    if (!r.ok) { askForKey(r); showError("assess-error", r.message); return; }
     history.pushState({ id: r.data.id }, "", `/assessments/${encodeURIComponent(r.data.id)}`);
     renderResult(r.data);
   }
 
   async function loadStored(id, push) {
-    const r = await api("GET", `/v1/assessments/${encodeURIComponent(id)}`);
-    if (!r.ok) { showError("assess-error", `无法打开分析记录 ${id}：${r.message}`); return; }
+    const r = await api("GET", `/v1/assessments/${encodeURIComponent(id)}`, { key: officerKey() });
+    if (!r.ok) { askForKey(r); showError("assess-error", `无法打开分析记录 ${id}：${r.message}`); return; }
     const doc = r.data;
     const site = doc.site;
     fillProject(doc.project);
