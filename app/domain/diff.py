@@ -18,7 +18,6 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any
 
 import geopandas as gpd
@@ -28,6 +27,7 @@ import shapely
 from pyproj import Transformer
 
 from app.domain.schema import LAYERS, METRIC_EPSG, STORAGE_EPSG
+from app.geo.crs import transformer
 
 GEOMETRY_TOLERANCE_M2 = 0.01  # symmetric-difference area below which two polygons are the same geometry
 LINE_TOLERANCE_M = 0.01  # Hausdorff distance below which two lines are the same geometry
@@ -174,9 +174,9 @@ def union(geoms):
     return shapely.union_all(usable) if usable else shapely.Polygon()
 
 
-@lru_cache(maxsize=2)
 def _to_storage_transformer() -> Transformer:
-    return Transformer.from_crs(METRIC_EPSG, STORAGE_EPSG, always_xy=True)
+    # Unchecked on purpose: uploaded drafts may hold odd geometry that is being reported, not refused.
+    return transformer(METRIC_EPSG, STORAGE_EPSG)
 
 
 def metric_to_storage(geom):

@@ -25,7 +25,6 @@ from xml.sax.saxutils import escape
 
 import jinja2
 import segno
-from pyproj import Transformer
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER
 from reportlab.lib.pagesizes import A4
@@ -49,6 +48,7 @@ from reportlab.platypus import (
 from app.domain.catalog import Catalog
 from app.domain.schema import DIMENSION_NAMES_ZH, DIMENSIONS, MU_PER_M2
 from app.errors import DataError, NotFound
+from app.geo.crs import transformer
 
 log = logging.getLogger("app.report")
 
@@ -73,7 +73,7 @@ EFFECT_COLOURS = {"prohibit": "#c62828", "conditional": "#e67e00", "encourage": 
 GEOMETRY_ZH = {"Point": "点位", "Polygon": "单一地块（面）", "MultiPolygon": "多地块（多面）"}
 BEIJING = timezone(timedelta(hours=8))
 
-_GK = Transformer.from_crs("EPSG:4490", f"EPSG:{GK_ZONE_EPSG}", always_xy=True)
+_GK = transformer(4490, GK_ZONE_EPSG)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -102,7 +102,8 @@ def parse_crs(name: str | int | CRSSpec) -> CRSSpec:
 
 
 @lru_cache(maxsize=None)
-def _transformer(src_epsg: int, dst_epsg: int) -> Transformer:
+def transformer(src_epsg: int, dst_epsg: int) -> Transformer:
+    """The one cached, lon/lat-ordered (always_xy) transformer between two EPSG codes; no input checks."""
     return Transformer.from_crs(src_epsg, dst_epsg, always_xy=True)
 
 
@@ -444,7 +445,7 @@ def to_storage(
     if spec.is_projected:
         e, n = (ya, xa) if axis_order == "survey" else (xa, ya)
         _check_projected(e, n, xa, ya, spec, labels)
-        lon, lat = _transformer(spec.epsg, STORAGE_EPSG).transform(e, n)
+        lon, lat = transformer(spec.epsg, STORAGE_EPSG).transform(e, n)
     else:
         _check_lonlat(xa, ya, spec)
         if spec.name == "GCJ02":
@@ -454,7 +455,7 @@ def to_storage(
         elif spec.epsg == STORAGE_EPSG:
             lon, lat = xa.copy(), ya.copy()
         else:
-            lon, lat = _transformer(spec.epsg, STORAGE_EPSG).transform(xa, ya)
+            lon, lat = transformer(spec.epsg, STORAGE_EPSG).transform(xa, ya)
     lon, lat = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
     _check_output(lon, lat, xa, ya, spec.name)
     return lon.reshape(shape), lat.reshape(shape)
@@ -466,7 +467,7 @@ def to_metric(lon: ArrayLike, lat: ArrayLike) -> tuple[Array, Array]:
     xa, ya, shape = _as_arrays(lon, lat)
     _check_finite(xa, ya, _GEO_LABELS, spec.name)
     _check_lonlat(xa, ya, spec)
-    e, n = _transformer(STORAGE_EPSG, METRIC_EPSG).transform(xa, ya)
+    e, n = transformer(STORAGE_EPSG, METRIC_EPSG).transform(xa, ya)
     e, n = np.asarray(e, dtype=np.float64), np.asarray(n, dtype=np.float64)
     i = _first(~(np.isfinite(e) & np.isfinite(n)))
     if i is not None:
