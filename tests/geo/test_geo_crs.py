@@ -285,7 +285,7 @@ def test_transform_output_is_checked(monkeypatch):
         def transform(self, x, y):
             return np.full_like(x, np.inf), np.full_like(y, np.inf)
 
-    monkeypatch.setattr(crs, "_transformer", lambda src, dst: Broken())
+    monkeypatch.setattr(crs, "transformer", lambda src, dst: Broken())
     e, n = gk(4548)
     with pytest.raises(InvalidCoordinates) as err:
         to_storage(e, n, "EPSG:4548")
@@ -293,7 +293,7 @@ def test_transform_output_is_checked(monkeypatch):
 
 
 def test_transformers_are_built_once():
-    assert crs._transformer(4490, 4548) is crs._transformer(4490, 4548)
+    assert crs.transformer(4490, 4548) is crs.transformer(4490, 4548)
 
 
 def test_to_metric_validates_lon_lat():
