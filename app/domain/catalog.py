@@ -27,6 +27,7 @@ from app.domain.schema import (
     UNIT_TYPES,
     LayerSpec,
 )
+from app.domain.locator import PointLocator
 from app.domain.spatial import LayerIndex
 from app.errors import DataError
 from app.geo.raster import LandCover
@@ -62,6 +63,7 @@ class Catalog:
     rules: RuleBase
     unit_row: dict[str, int] = field(default_factory=dict)
     version: str = ""  # the store's version id ("v3"); empty for a folder loaded outside the store
+    locator: PointLocator | None = None  # per-cell point answers; built by load_catalog
 
     @property
     def dataset_version(self) -> str:
@@ -141,6 +143,7 @@ def load_catalog(dataset_dir: Path, zones_dir: Path, *, verify: bool = True, ver
         rules=rules,
         unit_row={code: i for i, code in enumerate(codes)},
         version=version,
+        locator=PointLocator(units.index, layers["red_line"].index),
     )
 
 

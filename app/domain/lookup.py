@@ -13,10 +13,14 @@ from app.domain.spatial import BOUNDARY_TOLERANCE_M
 def lookup_point(catalog: Catalog, x: float, y: float, lon: float, lat: float) -> dict[str, Any]:
     """Units covering the metric point (x, y) (every unit on a shared boundary) and the red-line distance."""
     units = catalog.units
-    rows = units.index.rows_at(x, y, BOUNDARY_TOLERANCE_M)
-    edge = units.index.rows_on_boundary(x, y, BOUNDARY_TOLERANCE_M) if len(rows) > 1 else set()
     red = catalog.layers["red_line"]
-    nearest = red.index.distance(shapely.points(x, y))
+    if catalog.locator is not None:
+        rows, edge = catalog.locator.units_at(x, y, BOUNDARY_TOLERANCE_M)
+        nearest = catalog.locator.red_nearest(x, y)
+    else:
+        rows = units.index.rows_at(x, y, BOUNDARY_TOLERANCE_M)
+        edge = units.index.rows_on_boundary(x, y, BOUNDARY_TOLERANCE_M) if len(rows) > 1 else set()
+        nearest = red.index.distance(shapely.points(x, y))
     return {
         "dataset_version": catalog.dataset_version,
         "lon": lon,

@@ -11,6 +11,7 @@ from app.geo.crs import (
     gcj02_to_bd09,
     gcj02_to_wgs84,
     parse_crs,
+    point_to_storage_metric,
     to_metric,
     to_storage,
     wgs84_to_gcj02,
@@ -302,3 +303,31 @@ def test_to_metric_validates_lon_lat():
     assert "经纬度可能颠倒" in err.value.message_zh
     with pytest.raises(InvalidCoordinates):
         to_metric(float("nan"), 49.5)
+
+
+def test_point_path_equals_the_array_functions():
+    rng = np.random.default_rng(11)
+    lon, lat = rng.uniform(115.5, 118.5, 200), rng.uniform(48.0, 50.5, 200)
+    for crs in ("EPSG:4490", "EPSG:4326", "cgcs2000", 4326):
+        for a, b in zip(lon.tolist(), lat.tolist()):
+            glon, glat = to_storage(a, b, crs)
+            e, n = to_metric(glon, glat)
+            assert point_to_storage_metric(a, b, crs) == (float(glon), float(glat), float(e), float(n))
+    e, n = to_metric(117.45, 49.59)
+    for crs, axis, x, y in (("EPSG:4548", "xy", e, n), ("EPSG:4548", "survey", n, e), ("EPSG:4527", "xy", e + 39e6, n)):
+        glon, glat, e2, n2 = point_to_storage_metric(float(x), float(y), crs, axis_order=axis)
+        assert (glon, glat) == pytest.approx((117.45, 49.59), abs=1e-9)
+        assert (e2, n2) == pytest.approx((float(e), float(n)), abs=1e-6)
+
+
+@pytest.mark.parametrize(("x", "y", "crs"), [
+    (float("nan"), 49.5, "EPSG:4490"), (117.0, float("inf"), "EPSG:4490"), (49.59, 117.45, "EPSG:4490"),
+    (181.0, 49.0, "EPSG:4326"), (30.0, 20.0, "EPSG:4490"), (500000.0, 5500000.0, "EPSG:4490"),
+    (117.45, 49.59, "EPSG:3857"),
+])
+def test_point_path_refuses_what_the_array_functions_refuse(x, y, crs):
+    with pytest.raises((InvalidCoordinates, UnknownCRS)) as caught:
+        point_to_storage_metric(x, y, crs)
+    with pytest.raises(type(caught.value)) as expected:
+        to_metric(*to_storage(x, y, crs))
+    assert caught.value.message_zh == expected.value.message_zh
