@@ -14,11 +14,8 @@ The last test starts a real uvicorn process and sends malformed HTTP over raw so
 from __future__ import annotations
 
 import math
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+
+from tests.live import uvicorn_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SURVEY = ROOT / "tests" / "fixtures" / "survey"
@@ -649,46 +648,10 @@ def test_unsupported_method_or_path(client, method, url, status):
 # A real server: malformed HTTP that the in-process TestClient cannot send
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(tmp_path):
-    port = _free_port()
-    env = {**os.environ, "MZL_STORE_PATH": str(tmp_path / "store" / "assessments.sqlite3"),
-           "MZL_VERSIONS_DIR": str(tmp_path / "store" / "versions")}
-    log = open(tmp_path / "uvicorn.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                log.flush()
-                pytest.fail(f"uvicorn exited with {proc.returncode}: {(tmp_path / 'uvicorn.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("uvicorn did not answer /healthz within 60 s")
-            time.sleep(0.25)
-        yield proc, port, tmp_path / "uvicorn.log"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+    with uvicorn_server(tmp_path / "store") as srv:
+        yield srv.proc, srv.port, srv.log
 
 
 def _raw_exchange(port: int, payload: bytes, *, close_write: bool = False, timeout: float = 10.0) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import shapely
 
 from app.api import lookup as lookup_api
 from app.geo.crs import from_metric, to_metric

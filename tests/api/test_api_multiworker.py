@@ -5,9 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,14 +12,10 @@ from pathlib import Path
 import pyogrio
 import pytest
 
+from tests.live import uvicorn_server
+
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "multiworker-admin-key-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(port, method, path, body=None, headers=None, timeout=30):
@@ -38,30 +31,9 @@ def request(port, method, path, body=None, headers=None, timeout=30):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("multiworker")
-    port = free_port()
-    env = {**os.environ, "MZL_VERSIONS_DIR": str(root / "store"), "MZL_STORE_PATH": str(root / "a.sqlite3"),
-           "MZL_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-         "--http", "httptools", "--loop", "uvloop", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if request(port, "GET", "/healthz", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("server did not start")
-        yield port, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with uvicorn_server(root, workers=2, args=["--http", "httptools", "--loop", "uvloop", "--log-level", "warning"],
+                        MZL_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY) as srv:
+        yield srv.port, root
 
 
 def multipart(fields: dict[str, str], file: tuple[str, bytes]) -> tuple[bytes, str]:
