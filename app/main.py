@@ -15,6 +15,7 @@ from app.api import assessments, batch, dataset, lookup, pages, reports, units, 
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.domain.datasets import DatasetService
+from app.domain.report import RenderCache
 from app.domain.store import AssessmentStore
 from app.domain.versions import SYSTEM, VersionStore
 from app.settings import Settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.report_cache = RenderCache(settings.limits.report_cache_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes,
                        overrides={"/v1/versions": settings.limits.max_upload_bytes,
                                   "/v1/batch": settings.limits.max_upload_bytes})

@@ -31,6 +31,7 @@ class LimitSettings(BaseSettings):
     max_survey_bytes: int = Field(1_000_000, description="Largest survey coordinate file")
     max_upload_bytes: int = Field(200_000_000, description="Largest boundary upload")
     proximity_buffer_m: float = Field(500.0, ge=0, le=5000, description="Distance within which protected layers are reported")
+    report_cache_bytes: int = Field(64_000_000, ge=0, description="Rendered reports kept in memory per worker (0: none)")
 
 
 class AccessSettings(BaseSettings):

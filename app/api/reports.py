@@ -45,8 +45,10 @@ def get_report(
     catalog = catalog_for_assessment(service, doc)
     base = request.app.state.settings.access.public_base_url or str(request.base_url)
     verify_url = f"{base.rstrip('/')}/v1/assessments/{doc['id']}"
+    cache = request.app.state.report_cache
+    key = cache.key(f, body, catalog, verify_url)
     if f == "html":
-        return HTMLResponse(render_html(doc, body, catalog, verify_url=verify_url))
-    pdf = render_pdf(doc, body, catalog, verify_url=verify_url)
+        return HTMLResponse(cache.get_or_render(key, lambda: render_html(doc, body, catalog, verify_url=verify_url)))
+    pdf = cache.get_or_render(key, lambda: render_pdf(doc, body, catalog, verify_url=verify_url))
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="assessment-{doc["id"]}.pdf"'})

@@ -17,10 +17,12 @@ import base64
 import hashlib
 import io
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from xml.sax.saxutils import escape
 
 import jinja2
@@ -133,6 +135,45 @@ def boundary_points(geometry: Mapping[str, Any]) -> list[BoundaryPoint]:
 def content_hash(body: bytes) -> str:
     """sha256 of the stored assessment bytes: what a paper copy is checked against."""
     return hashlib.sha256(body).hexdigest()
+
+
+class RenderCache:
+    """The most recently rendered reports, bounded in bytes, shared by the threads of one worker.
+
+    A report is a function of the stored assessment bytes, the content and rule base of the catalog it names, the
+    verification URL and the format only (re-rendering gives the same bytes), so keys made of exactly those never
+    serve a stale copy; the cache only saves the second and later renderings (about a second each for a PDF).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, bytes | str] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(fmt: str, body: bytes, catalog: Catalog | None, verify_url: str) -> tuple:
+        data = (catalog.content_hash, catalog.rules.version) if catalog is not None else None
+        return fmt, content_hash(body), data, verify_url
+
+    def get_or_render(self, key: tuple, render: Callable[[], bytes | str]) -> bytes | str:
+        """The cached rendering for `key`, else `render()`, kept while the cache has room for it."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = render()
+        size = len(value)
+        if size > self.max_bytes:
+            return value
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = value
+                self._size += size
+                while self._size > self.max_bytes:
+                    _, old = self._items.popitem(last=False)
+                    self._size -= len(old)
+        return value
 
 
 def catalog_for_assessment(service: Any, doc: Mapping[str, Any]) -> Catalog | None:

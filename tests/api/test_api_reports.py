@@ -177,12 +177,45 @@ def test_colours_differ_per_verdict():
 
 
 def test_fetching_a_report_twice_gives_the_same_bytes(client, cases):
+    cache = client.app.state.report_cache
     for name in ("polygon", "survey"):
         case = cases[name]
+        cache._items.clear()  # rendered anew: the same bytes
         again = client.get(f"/v1/assessments/{case.doc['id']}/report")
         assert again.content == case.pdf
         html = client.get(f"/v1/assessments/{case.doc['id']}/report", params={"f": "html"})
         assert html.text == case.html_response.text
+
+
+def test_a_report_is_rendered_once_and_then_served_from_the_cache(client, cases, monkeypatch):
+    from app.api import reports as reports_api
+
+    rendered = []
+    for fn in ("render_pdf", "render_html"):
+        original = getattr(reports_api, fn)
+        monkeypatch.setattr(reports_api, fn, lambda *a, _f=original, _n=fn, **k: rendered.append(_n) or _f(*a, **k))
+    case = cases["polygon"]
+    client.app.state.report_cache._items.clear()
+    url = f"/v1/assessments/{case.doc['id']}/report"
+    first, second = client.get(url), client.get(url)
+    assert first.content == second.content == case.pdf
+    assert client.get(url, params={"f": "html"}).text == client.get(url, params={"f": "html"}).text
+    assert rendered == ["render_pdf", "render_html"]
+    # another verification address is another report
+    other = client.get(url, headers={"host": "zoning.example"})
+    assert other.content != case.pdf and rendered[-1] == "render_pdf" and len(rendered) == 3
+
+
+def test_the_render_cache_stays_within_its_bound():
+    from app.domain.report import RenderCache
+
+    cache = RenderCache(max_bytes=250)
+    for i in range(10):
+        assert cache.get_or_render(("pdf", i), lambda i=i: bytes([i]) * 100) == bytes([i]) * 100
+    assert sum(len(v) for v in cache._items.values()) <= 250
+    assert list(cache._items) == [("pdf", 8), ("pdf", 9)]
+    assert cache.get_or_render(("pdf", 0), lambda: b"x" * 300) == b"x" * 300  # too big to keep
+    assert ("pdf", 0) not in cache._items
 
 
 def test_a_paper_copy_verifies_against_the_stored_assessment(client, cases):
