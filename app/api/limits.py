@@ -21,9 +21,14 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is None and b"transfer-encoding" not in headers:
+            # HTTP/1.1 has no body without either header (RFC 9112 §6.3): nothing to count.
+            await self.app(scope, receive, send)
+            return
         path = scope.get("path", "")
         limit = next((v for prefix, v in self.overrides.items() if path.startswith(prefix)), self.default)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._refuse(send, limit)
             return
