@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test,build]'
 	touch $(STAMP)
 
-.PHONY: install serve test data docs-figure
+.PHONY: install serve test data docs-figure bench
 install: $(STAMP)
 
 serve: $(STAMP)
@@ -25,3 +25,9 @@ data: $(STAMP)
 	$(VENV)/bin/python -m scripts.build_reference_data
 	$(VENV)/bin/python -m scripts.build_reference_data --profile fixture --out tests/fixtures/mini
 	$(VENV)/bin/python -m scripts.render_dataset_map
+
+# The performance benchmark (a script, not a test; docs/benchmarks.md). For its PostGIS rows first:
+# apt-get install -y --no-install-recommends postgresql-15-postgis-3 wrk
+bench: $(STAMP)
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test,build,bench]'
+	$(VENV)/bin/python -m scripts.benchmark_assessment

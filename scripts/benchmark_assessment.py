@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import gc
 import http.client
 import json
@@ -61,8 +63,18 @@ PROJECT = {  # a typical, fully declared project: every clause can be decided
 BARE_APP = '''\
 """A FastAPI app that does no work: the framework's own cost, served the same way as the service."""
 from fastapi import FastAPI
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 app = FastAPI()
+
+
+async def bare_starlette(request):
+    return JSONResponse({"ok": True})
+
+
+# A plain Starlette route in the same app: the floor under FastAPI's own request handling.
+app.router.routes.append(Route("/bare-starlette", bare_starlette))
 
 
 @app.get("/bare")
@@ -72,7 +84,7 @@ async def bare():
 
 @app.get("/bare-sync")
 def bare_sync():
-    # a plain `def` endpoint runs in the thread pool, as /v1/lookup and /v1/assessments do
+    # a plain `def` endpoint runs in the thread pool, as POST /v1/assessments does
     return {"ok": True}
 '''
 
@@ -276,31 +288,35 @@ def random_squares(centres: np.ndarray, rng: np.random.Generator) -> list:
 
 def bench_points(catalog: Any, rng: np.random.Generator, n_fast: int, n_naive: int) -> dict[str, Any]:
     import geopandas as gpd
-    import shapely
     from pyproj import Transformer
     from shapely.geometry import Point
 
     from app.domain.lookup import lookup_point
-    from app.geo.crs import to_metric, to_storage
+    from app.geo.crs import point_to_storage_metric
 
     back = Transformer.from_crs(4548, 4490, always_xy=True)
     xy = random_points(catalog, n_fast, rng)
     lon, lat = back.transform(xy[:, 0], xy[:, 1])
     pts = [(round(float(a), 7), round(float(b), 7)) for a, b in zip(lon, lat)]
 
+    # What GET /v1/lookup does: checked lon/lat -> EPSG:4490 and EPSG:4548, then the lookup.
     def service(lo: float, la: float) -> dict:
-        glon, glat = to_storage(lo, la, "EPSG:4490")
-        x, y = to_metric(glon, glat)
-        return lookup_point(catalog, float(x), float(y), float(glon), float(glat))
+        glon, glat, x, y = point_to_storage_metric(lo, la, "EPSG:4490")
+        return lookup_point(catalog, x, y, glon, glat)
 
     def crs_only(lo: float, la: float) -> tuple:
-        glon, glat = to_storage(lo, la, "EPSG:4490")
-        return to_metric(glon, glat)
+        return point_to_storage_metric(lo, la, "EPSG:4490")
+
+    no_locator = dataclasses.replace(catalog, locator=None)
+
+    def index_only(lo: float, la: float) -> dict:
+        glon, glat, x, y = point_to_storage_metric(lo, la, "EPSG:4490")
+        return lookup_point(no_locator, x, y, glon, glat)
 
     metric_args = []
     for lo, la in pts:
-        x, y = crs_only(lo, la)
-        metric_args.append((catalog, float(x), float(y), lo, la))
+        glon, glat, x, y = crs_only(lo, la)
+        metric_args.append((catalog, x, y, glon, glat))
 
     units_gdf = gpd.GeoDataFrame({"code": [r["HJZHGKDYBM"] for r in catalog.units.records]},
                                  geometry=list(catalog.units.metric), crs=4548)
@@ -316,9 +332,10 @@ def bench_points(catalog: Any, rng: np.random.Generator, n_fast: int, n_naive: i
         pt, hit = naive_join(lo, la)
         return sorted(hit["code"].tolist()), float(red_gs.distance(pt.geometry.iloc[0]).min())
 
-    s_crs = time_calls("service: CRS only (to_storage + to_metric)", crs_only, pts)
-    s_lookup = time_calls("service: lookup_point only", lookup_point, metric_args)
+    s_crs = time_calls("service: CRS only (point_to_storage_metric)", crs_only, pts)
+    s_lookup = time_calls("service: lookup_point only (point locator)", lookup_point, metric_args)
     s_full = time_calls("service: CRS + lookup_point", service, pts)
+    s_index = time_calls("without the point locator: CRS + index queries", index_only, pts)
     naive_pts = pts[:n_naive]
     s_naive_join = time_calls("naive: to_crs + sjoin (units)", naive_join, naive_pts, warmup=5)
     s_naive = time_calls("naive: to_crs + sjoin + red-line distance().min()", naive, naive_pts, warmup=5)
@@ -329,8 +346,8 @@ def bench_points(catalog: Any, rng: np.random.Generator, n_fast: int, n_naive: i
         codes, dist = naive(lo, la)
         same_units = sorted(u["code"] for u in a["units"]) == codes
         same_dist = a["red_line"]["distance_m"] is not None and abs(a["red_line"]["distance_m"] - dist) <= 0.01
-        agree += same_units and same_dist
-    return {"series": [s_crs, s_lookup, s_full, s_naive_join, s_naive], "full": s_full, "naive": s_naive,
+        agree += same_units and same_dist and a == index_only(lo, la)
+    return {"series": [s_crs, s_lookup, s_full, s_index, s_naive_join, s_naive], "full": s_full, "naive": s_naive,
             "agree": agree, "checked": len(naive_pts), "points": pts}
 
 
@@ -482,7 +499,7 @@ def bench_sites(catalog: Any, rng: np.random.Generator, counts: dict[str, int], 
         verdicts[d["verdict"]] = verdicts.get(d["verdict"], 0) + 1
     return {"engine": s_engine, "full": s_full, "request": s_request, "naive": s_naive, "naive_all": s_naive_all,
             "breakdown": breakdown, "worst_area": worst_area, "worst_dist": worst_dist,
-            "sites_ll": sites_ll, "verdicts": verdicts, "assess_error": assess_error,
+            "sites_ll": sites_ll, "sites_m": sites_m, "verdicts": verdicts, "assess_error": assess_error,
             "doc_bytes": float(np.median([len(encode(d)) for d in docs])) if docs else float("nan")}
 
 
@@ -881,6 +898,7 @@ def bench_http(args: argparse.Namespace, points: list[tuple[float, float]], site
     assessments = Load("assessments", "POST", ["/v1/assessments"] * len(bodies), bodies)
     bare = Load("bare", "GET", ["/bare"])
     bare_sync = Load("bare-sync", "GET", ["/bare-sync"])
+    bare_starlette = Load("bare-starlette", "GET", ["/bare-starlette"])
 
     def drive(server: Server, load: Load, connections: int, duration: float, warmup: float) -> dict[str, float]:
         def once(secs: float) -> dict[str, float]:
@@ -922,7 +940,7 @@ def bench_http(args: argparse.Namespace, points: list[tuple[float, float]], site
     conns = args.connections
     for workers in (1, 2):
         plan = [
-            ("bare FastAPI", "bench_bare_app:app", bare_dir, "/bare", [bare, bare_sync]),
+            ("bare FastAPI", "bench_bare_app:app", bare_dir, "/bare", [bare, bare_sync, bare_starlette]),
             ("service", "app.main:app", None, "/v1/lookup?lon=117.45&lat=49.59", [lookup, assessments]),
         ]
         for label, target, app_dir, probe, loads in plan:
@@ -951,7 +969,7 @@ def bench_http(args: argparse.Namespace, points: list[tuple[float, float]], site
                     # the concurrent (throughput) run, then with workers=1 a single-connection (latency) run
                     r = drive(server, load, conns, args.duration, args.warmup)
                     results.append({"server": label, "workers": workers, "load": load, "conns": conns, **r})
-                    if workers == 1 and load is not bare_sync:
+                    if workers == 1 and load not in (bare_sync, bare_starlette):
                         r = drive(server, load, 1, args.latency_duration, args.warmup / 2)
                         results.append({"server": label, "workers": workers, "load": load, "conns": 1, **r})
                 mem_end = server.memory()
@@ -1019,6 +1037,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
     parser.add_argument("--seed", type=int, default=20261128, help="seed of the random points and sites")
     parser.add_argument("--skip-http", action="store_true", help="in-process figures only")
+    parser.add_argument("--skip-postgis", action="store_true", help="no PostGIS comparison even where installed")
     parser.add_argument("--max-other-load", type=float, default=0.25,
                         help="CPU cores other processes may use during a measurement (default 0.25)")
     parser.add_argument("--wait-quiet", type=float,
@@ -1070,16 +1089,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         out(f"Load average at start: {loadavg()}.")
         rng = np.random.default_rng(args.seed)
 
+        from scripts import bench_postgis as pg
+
+        stack = contextlib.ExitStack()
+        db, why = None, "--skip-postgis" if args.skip_postgis else pg.unavailable(probe=False)
+        if why is None:
+            try:
+                db = stack.enter_context(pg.PostGISCatalog(stack.enter_context(pg.PostGISServer()), catalog))
+            except pg.PostGISUnavailable as exc:
+                why = str(exc)
+        if db is None:
+            out(f"PostGIS: not available ({why}); its rows are left out.")
+        else:
+            out(f"PostGIS: {db.version}; throwaway cluster started in {db.server.start_s:.2f} s, data loaded in "
+                f"{db.load_s['total']:.2f} s (COPY {db.load_s['copy']:.2f} s, ST_Subdivide {db.load_s['subdivide']:.2f} s, "
+                f"GiST + ANALYZE {db.load_s['index']:.2f} s).")
+
         section("1. Point lookup, in process (per call, µs)")
         QUIET.wait(args.max_other_load, args.wait_quiet)
-        meter = CpuMeter()
+        meter = CpuMeter([db.backend_pid] if db else [])
         pts = bench_points(catalog, rng, *counts_points)
+        pg_pts = pg.bench_points(db, catalog, pts["points"][: counts_points[0] // 2]) if db else None
         background = meter.stop()["other_cores"]
-        table(["way", "calls", "median", "p10", "p90", "vs service"], series_rows(pts["series"], pts["full"]))
+        rows = series_rows(pts["series"], pts["full"])
+        if pg_pts:
+            rows += series_rows(pg_pts["series"], pts["full"])
+        table(["way", "calls", "median", "p10", "p90", "vs service"], rows)
         out()
         out(f"Naive / service (median): {ratio(pts['naive'].median, pts['full'].median)}. "
-            f"Same units and red-line distance (±0.01 m) on {pts['agree']}/{pts['checked']} points. "
-            f"Other processes used {background:.2f} cores during this section.")
+            f"Same units and red-line distance (±0.01 m) on {pts['agree']}/{pts['checked']} points, with and without "
+            f"the point locator. Other processes used {background:.2f} cores during this section.")
+        targets = [("in-process point lookup with CRS transform vs naive per-request sjoin", "≥ 100×",
+                    pts["naive"].median / pts["full"].median, 100.0)]
+        if pg_pts:
+            best = min(pg_pts["lonlat"].values(), key=lambda s: s.median)
+            out(f"PostGIS (one round trip, fastest variant: {best.name.split(':')[0]}) / service: "
+                f"{ratio(best.median, pts['full'].median)}. PostGIS gave the same units and red-line distance as the "
+                f"service on " + ", ".join(f"{n}/{pg_pts['checked']} ({v})" for v, n in pg_pts["agree"].items())
+                + " points.")
+            for variant, lo, la, diff in pg_pts["differences"][:5]:
+                out(f"**PostGIS ({variant}) differs at ({lo}, {la}): {diff}**")
+            targets.append(("in-process point lookup vs PostGIS round trip (GiST)", "≥ 10×",
+                            best.median / pts["full"].median, 10.0))
 
         section("2. 10 ha site assessment, in process (per call, ms)")
         QUIET.wait(args.max_other_load, args.wait_quiet)
@@ -1087,6 +1138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sites = bench_sites(catalog, rng, counts_sites, tmp / "inprocess-assessments.sqlite3")
         background = meter.stop()["other_cores"]
         rows = series_rows([sites["engine"], sites["naive"]], sites["engine"], unit="ms")
+        pg_sites = pg.bench_sites(db, catalog, sites["sites_m"][: counts_sites["naive"]]) if db else None
+        if pg_sites:
+            rows += series_rows(pg_sites["series"], sites["engine"], unit="ms")
         if sites["full"] is not None:
             rows += series_rows([sites["full"], sites["request"], sites["naive_all"]], sites["full"], unit="ms")
         else:
@@ -1094,6 +1148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         table(["way", "calls", "median", "p10", "p90", "ratio"], rows)
         out()
         out(f"Geometry part: naive overlay / engine {ratio(sites['naive'].median, sites['engine'].median)}.")
+        targets.append(("10 ha site geometry (units, overlap areas, red-line distance), median", "< 1 ms",
+                        sites["engine"].median / 1e3, 1.0))
+        if pg_sites:
+            out("PostGIS gave the same units, areas (±0.01 m²) and red-line distance on "
+                + ", ".join(f"{n}/{pg_sites['checked']} ({v})" for v, n in pg_sites["agree"].items())
+                + f" sites (largest differences {pg_sites['worst_area']:.2g} m², {pg_sites['worst_dist']:.2g} m).")
         if sites["assess_error"]:
             out(f"**assess() fails on every 10 ha site, so its rows are missing: {sites['assess_error']}**")
         else:
@@ -1123,6 +1183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 brows.insert(5, ["rest of assess(): findings, clauses, document (difference of medians)", "",
                                  fmt(rest / 1e3, 3), "", "", f"{100 * rest / full_med:.0f} %"])
             table(["step", "calls", "median ms", "p10", "p90", "vs assess()"], brows)
+        stack.close()  # the PostGIS cluster is stopped and deleted here
         del catalog
         gc.collect()
 
@@ -1161,6 +1222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     out(f"{w} worker{'s' if w > 1 else ''}, {args.connections} connections: lookup/bare throughput "
                         f"{ratio(by['lookup']['rps'], by['bare']['rps'])} (CPU per request "
                         f"{ratio(by['lookup']['server_cpu_us'], by['bare']['server_cpu_us'])}){extra}.")
+                    targets.append((f"HTTP point lookups per second vs bare FastAPI endpoint, {w} worker"
+                                    f"{'s' if w > 1 else ''}", "≥ 80 %", by["lookup"]["rps"] / by["bare"]["rps"], 0.8))
             for problem in http_res["problems"]:
                 out(f"**{problem}**")
             out(f"Median request body of an assessment {http_res['body_bytes'] / 1024:.1f} KiB.")
@@ -1191,6 +1254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             out()
             out("RSS from /proc/<pid>/status (VmRSS), PSS from /proc/<pid>/smaps_rollup; with 2 workers the totals "
                 "include uvicorn's supervisor process. 'spawn → ready' waits for every worker's lifespan and one 200.")
+        section("Targets of issue 7 (city data, ratios from this run)")
+        table(["target", "required", "measured", "met"],
+              [[name, need, f"{value:.2f} ms" if need.endswith("ms") else
+                (f"{100 * value:.0f} %" if need.endswith("%") else
+                 (f"{value:,.0f}/s" if need.endswith("/s") else f"{value:.1f}×")),
+                "yes" if (value < goal if need.startswith("<") else value >= goal) else "**no**"]
+               for name, need, value, goal in targets])
     out()
     out(f"Total run time {time.perf_counter() - began:.0f} s, of which {QUIET.waited:.0f} s waiting for other processes "
         f"to go below {args.max_other_load:g} cores; {QUIET.retries} load run(s) repeated because the machine was busy.")
