@@ -9,8 +9,9 @@ A grid over the units' extent records, per cell:
 
 The nearest-chunk candidates of a cell with centre c and half-diagonal h are the chunks within d(c) + 2h of c,
 where d(c) is the distance from c to the nearest chunk: for a point p of the cell the nearest chunk is within
-d(c) + h of p, and a chunk farther than d(c) + 2h from c is farther than that from p. Distances are then taken by
-GEOS on the candidates, the same computation `STRtree.query_nearest` makes, so the metres are identical.
+d(c) + h of p, and a chunk farther than d(c) + 2h from c is farther than that from p. The distance to the candidates
+is taken by a compiled loop over their segments with GEOS's own point-to-segment formula (`app.domain.kernels`), so
+the metres are those `STRtree.query_nearest` gives, bit for bit, at a few µs instead of 20.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import math
 import numpy as np
 import shapely
 
+from app.domain.kernels import line_segments, nearest_line, warm_up
 from app.domain.spatial import BOUNDARY_TOLERANCE_M, LayerIndex
 
 MARGIN_M = 1.0  # a clean cell keeps this much more than the tolerance away from every boundary
 MIN_CELL_M = 200.0
 MAX_CELLS = 250_000  # bounds build time and memory on large datasets; cells then grow beyond MIN_CELL_M
+ROUNDING_M = 1e-6  # distances this close to the tolerance are left to the exact path (GEOS on the pieces)
 NO_UNIT = -1
 DIRTY = -2
 
@@ -62,14 +65,25 @@ class PointLocator:
         grown = shapely.box(x0s - grow, y0s - grow, x0s + self.cell + grow, y0s + self.cell + grow)
         centres = shapely.points(cx, cy)
 
-        self.unit_of = self._clean_owner(units, grown, centres, cx, cy, n)
-        red_owner = self._clean_owner(red, grown, centres, cx, cy, n)
+        cells = shapely.box(x0s, y0s, x0s + self.cell, y0s + self.cell)
+
+        self.unit_of, near = self._clean_owner(units, grown, centres, cx, cy, n)
+        # Dirty cells: the unit boundary chunks near the cell and the pieces over it, for points that turn out
+        # to be farther than the tolerance from every boundary (most of them).
+        self.unit_chunk_off, self.unit_chunk_idx = _csr(near, n)
+        dirty = np.flatnonzero(self.unit_of == DIRTY)
+        pairs = units.tree.query(cells[dirty])
+        pairs[0] = dirty[pairs[0]]
+        self.unit_piece_off, self.unit_piece_idx = _csr(pairs, n)
+        self.unit_seg, self.unit_seg_off = line_segments(units.chunks)
+        warm_up()
+
+        red_owner, _ = self._clean_owner(red, grown, centres, cx, cy, n)
         self.red_inside = np.where(red_owner >= 0, red_owner, NO_UNIT)  # the patch of a clean cell inside one
         # Cells outside every unit keep the exact path: points there are rare and the grid would double.
         need = np.flatnonzero((red_owner < 0) & (self.unit_of != NO_UNIT))
         self.red_dirty = red_owner == DIRTY
         if len(red.chunks):
-            cells = shapely.box(x0s, y0s, x0s + self.cell, y0s + self.cell)
             pairs = red.tree.query(cells[self.red_dirty])
             pairs[0] = np.flatnonzero(self.red_dirty)[pairs[0]]
             self.piece_off, self.piece_idx = _csr(pairs, n)
@@ -78,14 +92,17 @@ class PointLocator:
             pairs = red.chunk_tree.query(centres[need], predicate="dwithin", distance=reach)
             pairs[0] = need[pairs[0]]
             self.chunk_off, self.chunk_idx = _csr(pairs, n)
+            self.seg, self.seg_off = line_segments(red.chunks)
 
     @staticmethod
-    def _clean_owner(index: LayerIndex, grown, centres, cx, cy, n: int) -> np.ndarray:
-        """Per cell: the row holding the whole grown cell, NO_UNIT when clear of every feature, DIRTY otherwise."""
+    def _clean_owner(index: LayerIndex, grown, centres, cx, cy, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell: the row holding the whole grown cell, NO_UNIT when clear of every feature, DIRTY otherwise;
+        and the (cell, boundary chunk) pairs that make cells dirty."""
         owner = np.full(n, NO_UNIT, dtype=np.int64)
         if len(index.pieces) == 0:
-            return owner
-        near = index.chunk_tree.query(grown, predicate="intersects")[0]
+            return owner, np.zeros((2, 0), dtype=np.int64)
+        near_pairs = index.chunk_tree.query(grown, predicate="intersects")
+        near = near_pairs[0]
         hits = index.tree.query(centres)
         inside = shapely.intersects_xy(index.pieces[hits[1]], cx[hits[0]], cy[hits[0]])
         cell_hit, row_hit = hits[0][inside], index.piece_owner[hits[1][inside]]
@@ -95,7 +112,7 @@ class PointLocator:
         np.add.at(counts, pairs[0], 1)
         owner[counts > 1] = DIRTY  # overlapping features: leave to the exact path
         owner[near] = DIRTY
-        return owner
+        return owner, near_pairs
 
     def cell_of(self, x: float, y: float) -> int:
         """The cell id of a metric point, or -1 outside the grid."""
@@ -116,6 +133,14 @@ class PointLocator:
                 return [row], set()
             if row == NO_UNIT:
                 return [], set()
+            # A dirty cell: a point farther than the tolerance from every unit boundary is in at most one unit.
+            chunks = self.unit_chunk_idx[self.unit_chunk_off[cell] : self.unit_chunk_off[cell + 1]]
+            if nearest_line(x, y, self.unit_seg, self.unit_seg_off, chunks)[0] > tol + ROUNDING_M:
+                pieces = self.unit_piece_idx[self.unit_piece_off[cell] : self.unit_piece_off[cell + 1]]
+                owners = set(self.units.piece_owner[pieces[shapely.intersects_xy(self.units.pieces[pieces], x, y)]]
+                             .tolist())
+                if len(owners) <= 1:
+                    return sorted(owners), set()
         rows = self.units.rows_at(x, y, tol)
         edge = self.units.rows_on_boundary(x, y, tol) if len(rows) > 1 else set()
         return rows, edge
@@ -138,6 +163,5 @@ class PointLocator:
                 if hit.any():
                     return 0.0, int(red.piece_owner[pieces[hit]].min())
         chunks = self.chunk_idx[self.chunk_off[cell] : self.chunk_off[cell + 1]]
-        dist = shapely.distance(red.chunks[chunks], shapely.Point(x, y))
-        best = int(np.argmin(dist))
-        return float(dist[best]), int(red.chunk_owner[chunks[best]])
+        dist, best = nearest_line(x, y, self.seg, self.seg_off, chunks)
+        return dist, int(red.chunk_owner[chunks[best]])
