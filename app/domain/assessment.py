@@ -352,7 +352,8 @@ def _fact_reason(used: list[dict[str, Any]], catalog: Catalog) -> str:
 
 def _clauses(catalog: Catalog, ctx: Context, facts: Mapping[str, Any], given: set[str]) -> tuple[list[dict], list[dict]]:
     applied, undecided = [], []
-    for clause in catalog.rules.clauses:
+    codes = [catalog.units.records[t[0]]["HJZHGKDYBM"] for t in ctx.occupied("control_units")]
+    for clause in catalog.rules.candidates(codes):  # a unit's clauses bind only sites occupying that unit
         bound, place_reason, evidence = _binding(clause, catalog, ctx)
         if not bound:
             continue

@@ -292,3 +292,22 @@ def test_a_tiny_polygon_inside_the_city_is_not_outside_jurisdiction(catalog):
     assert doc["verdict"] != "outside_jurisdiction"
     assert [u["code"] for u in doc["units"]] == ["ZH15078120001"]
     assert not any(w["code"] == "partly_outside" for w in doc["warnings"])
+
+
+def test_indexed_clauses_give_the_documents_a_full_scan_gives(catalog, monkeypatch):
+    """Only city-wide clauses and those of the occupied units are checked; the answers equal checking all."""
+    rng = np.random.default_rng(9)
+    minx, miny, maxx, maxy = catalog.territory.bounds
+    x, y = rng.uniform(minx, maxx, 400), rng.uniform(miny, maxy, 400)
+    keep = shapely.intersects_xy(catalog.territory, x, y)
+    lon, lat = from_metric(x[keep][:40], y[keep][:40])
+    project = {"industry_code": "3011", "construction_type": "new", "wastewater_discharge": True}
+    sites = [Point(a, b) for a, b in zip(lon, lat)] + [Point(a, b).buffer(0.004) for a, b in zip(lon[:10], lat[:10])]
+    indexed = [assess(s, project, catalog) for s in sites]
+    rules = type(catalog.rules)
+    monkeypatch.setattr(rules, "candidates", lambda self, codes: list(self.clauses))
+    full = [assess(s, project, catalog) for s in sites]
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("id", "created_at")}  # noqa: E731
+    assert [strip(d) for d in indexed] == [strip(d) for d in full]
+    unit_clauses = {c.id for c in catalog.rules.clauses if c.unit}
+    assert any(c["id"] in unit_clauses for d in indexed for c in d["clauses"])

@@ -152,3 +152,12 @@ def test_a_coarser_industry_code_leaves_a_finer_clause_undecided():
     coarse = evaluate(cond, {"industry_code": "44"})  # 电力、热力生产和供应业: may or may not be thermal power
     assert coarse.value is None and coarse.missing == {"industry_code"}
     assert evaluate(cond, {"industry_code": "26"}).value is False
+
+
+def test_candidates_are_the_city_wide_clauses_and_the_units_own_in_order(catalog):
+    rules = catalog.rules
+    code = catalog.units.records[3]["HJZHGKDYBM"]
+    picked = rules.candidates([code, code])
+    assert [c.id for c in picked] == [c.id for c in rules.clauses if c.unit in (None, code)]
+    assert {c.unit for c in picked} == {None, code}
+    assert [c.id for c in rules.candidates([])] == [c.id for c in rules.clauses if c.unit is None]
