@@ -69,4 +69,4 @@ def line_segments(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def warm_up() -> None:
     """Compile the kernels now (about a second) rather than on the first request."""
     seg, seg_off = np.zeros((1, 4)), np.array([0, 1], dtype=np.int64)
-    nearest_line(1.0, 1.0, seg, seg_off, np.zeros(1, dtype=np.int64))
+    nearest_line(1.0, 1.0, seg, seg_off, np.zeros(1, dtype=np.int32))  # the index type the locator passes

@@ -28,7 +28,7 @@ def test_distances_equal_geos_bit_for_bit():
     # points on vertices and on segments as well
     coords = shapely.get_coordinates(lines)
     pts = np.vstack([pts, coords[:200], (coords[:-1:7] + coords[1::7]) / 2])
-    everything = np.arange(len(lines), dtype=np.int64)
+    everything = np.arange(len(lines), dtype=np.int32)
     for x, y in pts.tolist():
         geos = shapely.distance(lines, shapely.Point(x, y))
         dist, pos = nearest_line(x, y, seg, seg_off, everything)
@@ -40,8 +40,8 @@ def test_a_subset_of_lines_and_ties():
     line = shapely.linestrings([[0.0, 0.0], [10.0, 0.0]])
     twin = shapely.linestrings([[0.0, 2.0], [10.0, 2.0]])
     seg, seg_off = line_segments(np.array([line, twin, line], dtype=object))
-    assert nearest_line(5.0, 1.0, seg, seg_off, np.array([1, 0], dtype=np.int64)) == (1.0, 0)  # first on a tie
-    assert nearest_line(5.0, 1.0, seg, seg_off, np.array([2], dtype=np.int64)) == (1.0, 0)
-    assert nearest_line(-3.0, 4.0, seg, seg_off, np.array([0], dtype=np.int64)) == (5.0, 0)
-    dist, pos = nearest_line(5.0, 1.0, seg, seg_off, np.array([], dtype=np.int64))
+    assert nearest_line(5.0, 1.0, seg, seg_off, np.array([1, 0], dtype=np.int32)) == (1.0, 0)  # first on a tie
+    assert nearest_line(5.0, 1.0, seg, seg_off, np.array([2], dtype=np.int32)) == (1.0, 0)
+    assert nearest_line(-3.0, 4.0, seg, seg_off, np.array([0], dtype=np.int32)) == (5.0, 0)
+    dist, pos = nearest_line(5.0, 1.0, seg, seg_off, np.array([], dtype=np.int32))
     assert dist == np.inf and pos == -1
