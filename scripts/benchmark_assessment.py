@@ -1,16 +1,22 @@
-"""Performance benchmark of the screening service: point lookup, site assessment, HTTP, start-up and memory.
+"""Performance benchmark of the screening service: lookup, site assessment, HTTP, batch, start-up, memory, scale.
 
 A benchmark, not a test: it prints one report, side by side, of
 
-1. in-process point lookup: the service path (lon/lat -> to_storage/to_metric -> lookup_point) against a naive
-   geopandas baseline (one-point GeoDataFrame, `to_crs`, `sjoin` against the units, red-line `distance().min()`);
+1. in-process point lookup: the service path (lon/lat -> point_to_storage_metric -> lookup_point with the point
+   locator) against the same without the locator, a naive geopandas baseline (one-point GeoDataFrame, `to_crs`,
+   `sjoin` against the units, red-line `distance().min()`) and, where PostgreSQL and PostGIS are installed, the
+   same query in PostGIS with GiST indexes (scripts/bench_postgis.py);
 2. in-process 10 ha site assessment: the engine's geometry part and the full `assess()` call against geopandas
-   `overlay` per request, with a breakdown of where `assess()` spends its time;
-3. HTTP: uvicorn (httptools + uvloop, 1 and 2 workers) serving the app and a bare FastAPI app, driven by the same
-   load generator (wrk with a Lua script, or a lean asyncio socket client when wrk is missing);
-4. start-up time (imports, create_app, lifespan/load_catalog) and resident memory of the server processes.
+   `overlay` per request (and PostGIS), with a breakdown of where `assess()` spends its time;
+3. HTTP: uvicorn (httptools + uvloop, 1 and 2 workers) serving the app and a bare FastAPI app (and a bare
+   Starlette route), driven by the same load generator (wrk with a Lua script, or a lean asyncio socket client);
+4. start-up time (imports, create_app, lifespan/load_catalog) and resident memory of the server processes;
+5. batch screening points per second on one core (scripts/bench_batch.py);
+6. growth with the data on generated province-scale datasets (scripts/bench_scale.py);
+and a table of issue 7's targets with the figures of this run.
 
     python -m scripts.benchmark_assessment [--quick] [--client auto|wrk|asyncio] [--duration S] [--connections N]
+                                           [--skip-postgis] [--skip-http] [--scales 0.01,0.1] [--skip-scale]
 
 Every load run is bounded in time, servers listen on 127.0.0.1 only and are killed in `finally` blocks, and the
 assessment store and the versioned dataset store are pointed (MZL_STORE_PATH, MZL_VERSIONS_DIR) into a temporary
@@ -1038,6 +1044,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261128, help="seed of the random points and sites")
     parser.add_argument("--skip-http", action="store_true", help="in-process figures only")
     parser.add_argument("--skip-postgis", action="store_true", help="no PostGIS comparison even where installed")
+    parser.add_argument("--scales", default=None,
+                        help="shares of the generated province dataset to measure, comma-separated "
+                             "(default 0.01,0.1; quick 0.01; 1 is 20,000 units and 200,000 red-line patches)")
+    parser.add_argument("--skip-scale", action="store_true", help="no province-scale section")
     parser.add_argument("--max-other-load", type=float, default=0.25,
                         help="CPU cores other processes may use during a measurement (default 0.25)")
     parser.add_argument("--wait-quiet", type=float,
@@ -1184,6 +1194,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  fmt(rest / 1e3, 3), "", "", f"{100 * rest / full_med:.0f} %"])
             table(["step", "calls", "median ms", "p10", "p90", "vs assess()"], brows)
         stack.close()  # the PostGIS cluster is stopped and deleted here
+
+        section("5. Batch screening, one core (app.domain.batch.screen)")
+        QUIET.wait(args.max_other_load, args.wait_quiet)
+        from scripts import bench_batch
+
+        meter = CpuMeter()
+        batch_res = bench_batch.run(catalog, n=200_000 if args.quick else 1_000_000, seed=args.seed,
+                                    repeat=1 if args.quick else 3, fresh_grid=True, out=out)
+        out()
+        out(f"Other processes used {meter.stop()['other_cores']:.2f} cores during this section.")
+        targets.append(("batch points per second on one core (screen(), full answers)", "≥ 1,000,000/s",
+                        batch_res["screen_rate"], 1_000_000.0))
         del catalog
         gc.collect()
 
@@ -1254,6 +1276,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             out()
             out("RSS from /proc/<pid>/status (VmRSS), PSS from /proc/<pid>/smaps_rollup; with 2 workers the totals "
                 "include uvicorn's supervisor process. 'spawn → ready' waits for every worker's lifespan and one 200.")
+        if not args.skip_scale:
+            section("6. Growth with the data: generated province-scale datasets")
+            from scripts import bench_scale
+
+            scales = [float(v) for v in (args.scales or ("0.01" if args.quick else "0.01,0.1")).split(",") if v]
+            bench_scale.run(scales, quick=args.quick, wait_quiet_s=args.wait_quiet,
+                            out=lambda line: out("##" + line if line.startswith("#") else line))
+
         section("Targets of issue 7 (city data, ratios from this run)")
         table(["target", "required", "measured", "met"],
               [[name, need, f"{value:.2f} ms" if need.endswith("ms") else

@@ -48,6 +48,7 @@ from pydantic import ValidationError
 
 from app.domain.assessment import VERDICT_ZH, decide_verdict
 from app.domain.catalog import Catalog
+from app.domain.kernels import point_segment
 from app.domain.rules import evaluate, resolve_facts
 from app.domain.schema import LAND_COVER_CLASSES, LAND_COVER_NODATA
 from app.domain.spatial import BOUNDARY_TOLERANCE_M, MIN_OVERLAP_M2, LayerIndex, boundary_chunks
@@ -79,7 +80,8 @@ MAX_TOTAL_VERTICES = 20_000_000  # polygon vertices in one batch
 MAX_ID_CHARS = 200
 BLOCK_SITES = 50_000  # sites screened (and streamed) per block
 GRID_MIN_POINTS = 20_000  # point batches from this size use (and, once per catalog, build) the point grid
-GRID_CELL_M = 100.0  # point grid: layer answers per cell
+GRID_CELL_M = 100.0  # point grid: root cells ...
+GRID_MIN_CELL_M = 25.0  # ... split where a boundary passes, down to this size
 RUN_CELL_M = 100.0  # red-line distance index: candidate runs per cell ...
 RUN_COARSE_CELL_M = 400.0  # ... from the exact centre distances given by a coarser index
 RUN_SEGMENTS = 8  # boundary segments per run in the red-line distance index
@@ -993,12 +995,32 @@ class _Grid:
         ids = np.arange(self.nx * self.ny)
         bx = self.x0 + (ids % self.nx) * cell
         by = self.y0 + (ids // self.nx) * cell
-        act = np.flatnonzero(shapely.intersects(territory, shapely.box(bx, by, bx + cell, by + cell)))
+        # Active: the centre is in the territory, or a boundary segment's box (grown by a metre) meets the cell —
+        # every cell that meets the territory, and a few next to it (harmless: their points are tested exactly).
+        active = shapely.intersects_xy(territory, bx + cell / 2, by + cell / 2)
+        _, sax, say, sbx, sby = _chunk_segments(np.asarray(boundary_chunks(territory), dtype=object))
+        active[self._bin(sax, say, sbx, sby, 1.0)[0]] = True
+        act = np.flatnonzero(active)
         self.active_of = np.full(self.nx * self.ny, -1, dtype=np.int64)
         self.active_of[act] = np.arange(act.size)
         self.size = act.size
         self.bx, self.by = bx[act], by[act]  # lower-left corners of the active cells
         self.cx, self.cy = self.bx + cell / 2, self.by + cell / 2
+
+    def _bin(self, ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, margin: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(grid cell id, segment) for every cell whose box grown by `margin` meets a segment's bounding box."""
+        c = self.cell
+        ix0 = np.clip(np.floor((np.minimum(ax, bx) - margin - self.x0) / c), 0, self.nx - 1).astype(np.int64)
+        ix1 = np.clip(np.floor((np.maximum(ax, bx) + margin - self.x0) / c), -1, self.nx - 1).astype(np.int64)
+        iy0 = np.clip(np.floor((np.minimum(ay, by) - margin - self.y0) / c), 0, self.ny - 1).astype(np.int64)
+        iy1 = np.clip(np.floor((np.maximum(ay, by) + margin - self.y0) / c), -1, self.ny - 1).astype(np.int64)
+        w = np.maximum(ix1 - ix0 + 1, 0)
+        k = w * np.maximum(iy1 - iy0 + 1, 0)
+        seg = np.repeat(np.arange(ax.size), k)
+        j = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
+        w = np.maximum(w[seg], 1)
+        return (iy0[seg] + j // w) * self.nx + ix0[seg] + j % w, seg
 
     def cells(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Active-cell index of each point, -1 outside every cell that meets the territory."""
@@ -1011,45 +1033,210 @@ class _Grid:
 
 
 class _PointGrid(_Grid):
-    """A 100 m grid over the territory for large point batches.
+    """A quadtree over the territory for large point batches: 100 m root cells, split where a boundary is near.
 
-    Per cell and per layer (territory, units, each bound layer) the cell is *clean* when no boundary of that layer
-    comes within the boundary tolerance plus 1 m of it: every point in it then has the layer's signature bits of
-    the cell centre. Points in *dirty* cells take the exact piece test. The red-line distance has its own index.
+    Per cell and per *slot* (territory, units, each bound layer) the cell is *clean* when no boundary of that
+    layer comes within the boundary tolerance plus 1 m of it (no boundary segment meets the cell box grown by that
+    margin; the metre of slack covers any rounding of the segment–box test): every point in it then has the slot's
+    signature bits of the cell centre (the point-in-piece test there gives the tolerance test's answer). A cell
+    dirty for some slot is cut into four, down to `GRID_MIN_CELL_M`, its children testing only the segments that met
+    it; a cell outside the territory (clean for it) needs nothing else. Each leaf keeps a signature id (its bits,
+    shared by every leaf with the same bits) and a dirty-slot mask id; points in a leaf with dirty slots take the
+    exact piece test of those slots only. The red-line distance has its own index (`_RunIndex`).
     """
 
-    def __init__(self, prep: _Prepared, catalog: Catalog, cell: float = GRID_CELL_M) -> None:
+    def __init__(self, prep: _Prepared, catalog: Catalog, cell: float = GRID_CELL_M,
+                 min_cell: float = GRID_MIN_CELL_M) -> None:
         territory = catalog.territory
         super().__init__(territory, cell)
-        bx, by, cx, cy = self.bx, self.by, self.cx, self.cy
-        # Slots: 0 = territory, 1 = units, 2.. = bound layers.
-        slot_chunks = [np.asarray(boundary_chunks(territory), dtype=object), catalog.units.index.chunks]
-        slot_chunks += [lp.index.chunks for lp in prep.layers]
-        labels = np.concatenate([np.full(len(c), s, dtype=np.int64) for s, c in enumerate(slot_chunks)])
-        tree = shapely.STRtree(np.concatenate([np.asarray(c, dtype=object) for c in slot_chunks]))
+        slots = [None, prep.units, *prep.layers]  # slot 0: the territory
+        slot_chunks = [np.asarray(boundary_chunks(territory), dtype=object)] + [lp.index.chunks for lp in slots[1:]]
+        chunk_slot = np.concatenate([np.full(len(c), s, dtype=np.int64) for s, c in enumerate(slot_chunks)])
+        chunks = np.concatenate([np.asarray(c, dtype=object) for c in slot_chunks])
+        n_slots, n_bits = len(slots), prep.n_bits
+        self.n_slots = n_slots
         m = BOUNDARY_TOLERANCE_M + 1.0
-        ci, chi = tree.query(shapely.box(bx - m, by - m, bx + cell + m, by + cell + m), predicate="intersects")
-        self.dirty = np.zeros((len(slot_chunks), self.size), dtype=bool)
-        self.dirty[labels[chi], ci] = True
-        # A clean cell's centre is more than a metre from every boundary of the layer: the prepared
-        # point-in-piece test gives the same answer as the tolerance test there, at a fraction of the cost.
-        self.bits = np.zeros((self.size, prep.n_bits), dtype=bool)
-        self.bits[:, 0] = shapely.intersects_xy(territory, cx, cy)
-        centres = shapely.points(cx, cy)
-        units = catalog.units.index
-        si, pi = units.tree.query(centres)
-        hit = shapely.intersects_xy(units.pieces[pi], cx[si], cy[si])
-        self.bits[si[hit], 1 + units.piece_owner[pi[hit]]] = True
-        for lp in prep.layers:
-            si, pi = lp.index.tree.query(centres)
-            hit = shapely.intersects_xy(lp.index.pieces[pi], cx[si], cy[si])
-            pair, pred = np.nonzero(lp.match[lp.index.piece_owner[pi[hit]]])
-            self.bits[si[hit][pair], lp.bits[pred]] = True
+        # Level 0: the active root cells and the boundary segments whose boxes meet them (grown by the margin);
+        # each level keeps the pairs whose segment meets the cell (`_segments_meet_boxes`), children inherit them.
+        x0, y0, size = self.bx, self.by, cell
+        seg_ptr, sax, say, sbx, sby = _chunk_segments(chunks)
+        pc, ps = self._bin(sax, say, sbx, sby, m)
+        pc = self.active_of[pc]
+        ps = ps[pc >= 0]
+        pc = pc[pc >= 0]
+        pslot = np.repeat(chunk_slot, np.diff(seg_ptr))[ps]
+        # Per (cell, segment) pair: the segment and the cell's corner, carried down to the children as they are.
+        pax, pay, pbx, pby, px0, py0 = sax[ps], say[ps], sbx[ps], sby[ps], x0[pc], y0[pc]
+        bits = np.zeros((x0.size, n_bits), dtype=bool)
+        parent_dirty = np.ones((x0.size, n_slots), dtype=bool)  # every slot's centre answer is computed at the root
+        mx_parts, my_parts, child_parts, leaf_nodes, leaf_bits, leaf_dirty = [], [], [], [], [], []
+        offset = 0
+        while True:
+            n = x0.size
+            hit = _segments_meet_boxes(pax, pay, pbx, pby, px0 - m, py0 - m, px0 + (size + m), py0 + (size + m))
+            pc, ps, pslot, pax, pay, pbx, pby, px0, py0 = (a[hit] for a in (pc, ps, pslot, pax, pay, pbx, pby, px0,
+                                                                             py0))
+            dirty = np.zeros((n, n_slots), dtype=bool)
+            dirty[pc, pslot] = True
+            cx, cy = x0 + size / 2, y0 + size / 2
+            # Centre answers for the slots clean here but dirty in the parent cell (every slot at the root).
+            todo = np.flatnonzero(~dirty[:, 0] & parent_dirty[:, 0])
+            bits[todo, 0] = shapely.intersects_xy(territory, cx[todo], cy[todo])
+            outside = ~dirty[:, 0] & ~bits[:, 0]  # wholly outside the territory: nothing else matters
+            bits[outside] = False
+            dirty[outside] = False
+            need = ~dirty & parent_dirty & ~outside[:, None]
+            need[:, 0] = False
+            rows = np.flatnonzero(need.any(axis=1))
+            if rows.size:
+                centres = shapely.points(cx[rows], cy[rows])  # made once per level, shared by the slots
+                for s in range(1, n_slots):
+                    at = np.flatnonzero(need[rows, s])
+                    if at.size:
+                        _centre_bits(slots[s], centres[at], cx[rows[at]], cy[rows[at]], rows[at], bits)
+            split = dirty.any(axis=1) & (size / 2 >= min_cell - 1e-9)
+            child_first = np.full(n, -1, dtype=np.int32)
+            child_first[split] = offset + n + 4 * np.arange(int(split.sum()))
+            mx_parts.append(cx)
+            my_parts.append(cy)
+            child_parts.append(child_first)
+            leaves = np.flatnonzero(~split)
+            leaf_nodes.append(offset + leaves)
+            leaf_bits.append(bits[leaves])
+            leaf_dirty.append(dirty[leaves])
+            offset += n
+            parents = np.flatnonzero(split)
+            if parents.size == 0:
+                break
+            # Children: quadrant q = qx + 2 qy; a child can only meet the segments its parent met.
+            half = size / 2
+            x0 = (x0[parents][:, None] + np.array([0, 1, 0, 1]) * half).ravel()
+            y0 = (y0[parents][:, None] + np.array([0, 0, 1, 1]) * half).ravel()
+            index_of = np.full(n, -1, dtype=np.int64)
+            index_of[parents] = np.arange(parents.size)
+            keep = np.flatnonzero(index_of[pc] >= 0)
+            pc = (index_of[pc[keep]][:, None] * 4 + np.arange(4)).ravel()
+            ps, pslot, pax, pay, pbx, pby = (np.repeat(a[keep], 4) for a in (ps, pslot, pax, pay, pbx, pby))
+            px0 = (px0[keep][:, None] + np.array([0, 1, 0, 1]) * half).ravel()
+            py0 = (py0[keep][:, None] + np.array([0, 0, 1, 1]) * half).ravel()
+            bits = np.repeat(bits[parents], 4, axis=0)
+            parent_dirty = np.repeat(dirty[parents], 4, axis=0)
+            size = half
+        self.level_start = np.cumsum([0] + [a.size for a in mx_parts])  # nodes of level l: [start[l], start[l + 1])
+        self.node_mx = np.concatenate(mx_parts)
+        self.node_my = np.concatenate(my_parts)
+        self.child = np.concatenate(child_parts)
+        leaf_nodes = np.concatenate(leaf_nodes)
+        leaf_bits = np.concatenate(leaf_bits)
+        leaf_dirty = np.concatenate(leaf_dirty)
+        for s in range(n_slots):  # a dirty slot's bits are recomputed per point: keep them out of the signature
+            cols = np.array([0]) if s == 0 else slots[s].bits
+            leaf_bits[np.ix_(np.flatnonzero(leaf_dirty[:, s]), cols)] = False
+        first, inv = _group(np.packbits(leaf_bits, axis=1))
+        self.sig_bits = leaf_bits[first]  # distinct signatures of the leaves
+        self.sig_index = {row.tobytes(): i for i, row in enumerate(np.packbits(self.sig_bits, axis=1))}
+        names = [lp.name for lp in prep.layers]
+        self.red_slot = 2 + names.index("red_line") if "red_line" in names else None
+        self.node_sig = np.full(self.node_mx.size, -1, dtype=np.int32)
+        self.node_sig[leaf_nodes] = inv
+        first, inv = _group(np.packbits(leaf_dirty, axis=1))
+        self.dirty_masks = leaf_dirty[first]  # distinct dirty-slot masks
+        self.node_dirty = np.full(self.node_mx.size, -1, dtype=np.int32)
+        self.node_dirty[leaf_nodes] = inv
+        clean = np.flatnonzero(~self.dirty_masks.any(axis=1))
+        self.clean_mask = int(clean[0]) if clean.size else -2  # -2: no leaf is clean (never a mask id)
+        self.leaves = leaf_nodes.size
+        # For the exact tests of points in dirty leaves (all at the last level): each leaf's boundary segments by
+        # slot, and per slot and root cell the pieces whose boxes meet the cell (for the containment test).
+        self.last_level = int(self.level_start[-2])
+        order = np.argsort(pc, kind="stable")
+        self.leaf_seg_ptr = np.zeros(n + 1, dtype=np.int32)
+        self.leaf_seg_ptr[1:] = np.cumsum(np.bincount(pc, minlength=n))
+        self.leaf_seg = ps[order].astype(np.int32)
+        self.leaf_seg_slot = pslot[order].astype(np.int8)
+        self.seg_xy = (sax, say, sbx, sby)
+        self.slot_layers = slots
+        self.piece_ptr: list[np.ndarray | None] = [None]
+        self.piece_idx: list[np.ndarray | None] = [None]
+        for lp in slots[1:]:
+            b = shapely.bounds(lp.index.pieces).reshape(-1, 4)
+            gc_, pi = self._bin(b[:, 0], b[:, 1], b[:, 2], b[:, 3], 0.5)
+            root = self.active_of[gc_]
+            pi, root = pi[root >= 0], root[root >= 0]
+            o = np.argsort(root, kind="stable")
+            ptr = np.zeros(self.size + 1, dtype=np.int32)
+            ptr[1:] = np.cumsum(np.bincount(root, minlength=self.size))
+            self.piece_ptr.append(ptr)
+            self.piece_idx.append(pi[o].astype(np.int32))
         self.red = None
         if "red_line" in catalog.layers:
             red = catalog.layers["red_line"].index
             coarse = _RunIndex(red, territory, RUN_COARSE_CELL_M)
             self.red = _RunIndex(red, territory, RUN_CELL_M, coarse=coarse, like=self)
+
+    def node_size(self, node: np.ndarray) -> np.ndarray:
+        """Side length of each node's cell, in metres."""
+        return self.cell / 2.0 ** (np.searchsorted(self.level_start, node, side="right") - 1)
+
+    def locate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(root cell, leaf node) of each point; -1 for both outside every root cell."""
+        root = self.cells(x, y)
+        node = root.copy()
+        active = np.flatnonzero(root >= 0)
+        active = active[self.child[node[active]] >= 0]
+        while active.size:
+            nd = node[active]
+            xa, ya = x[active], y[active]
+            nd = self.child[nd] + (xa >= self.node_mx[nd]) + 2 * (ya >= self.node_my[nd])
+            node[active] = nd
+            active = active[self.child[nd] >= 0]
+        return root, node
+
+    @property
+    def nbytes(self) -> int:
+        own = sum(a.nbytes for a in (self.node_mx, self.node_my, self.child, self.node_sig, self.node_dirty,
+                                     self.sig_bits, self.dirty_masks, self.active_of, self.bx, self.by, self.cx, self.cy,
+                                     self.leaf_seg_ptr, self.leaf_seg, self.leaf_seg_slot, *self.seg_xy,
+                                     *self.piece_ptr[1:], *self.piece_idx[1:]))
+        return own + (self.red.nbytes if self.red is not None else 0)
+
+
+def _centre_bits(lp: _LayerPreds, pts: np.ndarray, x: np.ndarray, y: np.ndarray, rows: np.ndarray,
+                 bits: np.ndarray) -> None:
+    """The layer's signature bits at cell centres `pts` (x, y), no tolerance, written to `bits[rows]`."""
+    bits[np.ix_(rows, lp.bits)] = False
+    si, pi = lp.index.tree.query(pts)
+    hit = shapely.intersects_xy(lp.index.pieces[pi], x[si], y[si])
+    pair, pred = np.nonzero(lp.match[lp.index.piece_owner[pi[hit]]])
+    bits[rows[si[hit][pair]], lp.bits[pred]] = True
+
+
+def _chunk_segments(chunks: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The segments of line chunks: (ptr, ax, ay, bx, by), chunk k's segments at ptr[k]:ptr[k + 1]."""
+    coords, idx = shapely.get_coordinates(chunks, return_index=True)
+    last = np.r_[idx[1:] != idx[:-1], True]  # a chunk's last vertex starts no segment
+    start = np.flatnonzero(~last)
+    ptr = np.zeros(len(chunks) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(np.bincount(idx[start], minlength=len(chunks)))
+    return ptr, coords[start, 0], coords[start, 1], coords[start + 1, 0], coords[start + 1, 1]
+
+
+def _segments_meet_boxes(ax, ay, bx, by, x0, y0, x1, y1) -> np.ndarray:
+    """Whether each segment meets its closed box (pairwise). Used with a metre of margin around the boxes, so the
+    last-bit rounding of the side test cannot matter."""
+    out = ((np.minimum(ax, bx) <= x1) & (np.maximum(ax, bx) >= x0) & (np.minimum(ay, by) <= y1)
+           & (np.maximum(ay, by) >= y0))
+    k = np.flatnonzero(out)  # boxes overlap: does the segment's line pass between the box corners?
+    ax, ay, x0, y0, x1, y1 = ax[k], ay[k], x0[k], y0[k], x1[k], y1[k]
+    ex, ey = bx[k] - ax, by[k] - ay
+    s0 = ex * (y0 - ay) - ey * (x0 - ax)
+    s1 = ex * (y0 - ay) - ey * (x1 - ax)
+    s2 = ex * (y1 - ay) - ey * (x0 - ax)
+    s3 = ex * (y1 - ay) - ey * (x1 - ax)
+    lo = np.minimum(np.minimum(s0, s1), np.minimum(s2, s3))
+    hi = np.maximum(np.maximum(s0, s1), np.maximum(s2, s3))
+    out[k] = (lo <= 0) & (hi >= 0)
+    return out
 
 
 class _RunIndex(_Grid):
@@ -1069,22 +1256,18 @@ class _RunIndex(_Grid):
             self.ax, self.ay, self.bx_, self.by_ = coarse.ax, coarse.ay, coarse.bx_, coarse.by_
             self.empty = coarse.empty
         else:
-            ax, ay, bx, by = [], [], [], []
             k = RUN_SEGMENTS
-            for chunk in index.chunks:
-                c = shapely.get_coordinates(chunk)
-                for s in range(0, len(c) - 1, k):
-                    run = c[s:s + k + 1]
-                    a, b = run[:-1], run[1:]
-                    pad = k - len(a)
-                    if pad:
-                        a = np.vstack([a, np.repeat(a[-1:], pad, axis=0)])
-                        b = np.vstack([b, np.repeat(b[-1:], pad, axis=0)])
-                    ax.append(a[:, 0]), ay.append(a[:, 1]), bx.append(b[:, 0]), by.append(b[:, 1])
-            self.empty = not ax
+            seg_ptr, sax, say, sbx, sby = _chunk_segments(index.chunks)
+            n_seg = np.diff(seg_ptr)
+            n_run = (n_seg + k - 1) // k  # each chunk's segments in runs of k, the last one padded with its last
+            run_chunk = np.repeat(np.arange(n_seg.size), n_run)
+            run_first = seg_ptr[run_chunk] + k * (np.arange(int(n_run.sum())) - np.repeat(np.cumsum(n_run) - n_run,
+                                                                                         n_run))
+            seg = np.minimum(run_first[:, None] + np.arange(k), seg_ptr[run_chunk + 1][:, None] - 1)
+            self.empty = seg.size == 0
             if self.empty:
                 return
-            self.ax, self.ay, self.bx_, self.by_ = (np.array(v) for v in (ax, ay, bx, by))
+            self.ax, self.ay, self.bx_, self.by_ = sax[seg], say[seg], sbx[seg], sby[seg]
         if self.empty:
             return
         self.lox = np.minimum(self.ax.min(1), self.bx_.min(1))
@@ -1092,6 +1275,8 @@ class _RunIndex(_Grid):
         self.hix = np.maximum(self.ax.max(1), self.bx_.max(1))
         self.hiy = np.maximum(self.ay.max(1), self.by_.max(1))
         self.v0x, self.v0y = self.ax[:, 0].copy(), self.ay[:, 0].copy()
+        len2 = (self.bx_ - self.ax) ** 2 + (self.by_ - self.ay) ** 2
+        self.inv2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)  # 0: a zero-length segment
         cx, cy = self.cx, self.cy
         if coarse is None:
             _, dist = index.chunk_tree.query_nearest(shapely.points(cx, cy), return_distance=True,
@@ -1110,21 +1295,60 @@ class _RunIndex(_Grid):
         dy = np.maximum(np.maximum(self.loy[ri] - (cy[ci] + h), (cy[ci] - h) - self.hiy[ri]), 0.0)
         keep = np.hypot(dx, dy) <= reach[ci]
         ci, ri = ci[keep], ri[keep]
-        order = np.argsort(ci, kind="stable")
+        # Each cell's runs in order of their distance to the cell (its box grown by half a metre, for points that
+        # rounding puts in the cell next door): the compiled kernel stops at the first run farther than its best.
+        g = h + 0.5
+        dx = np.maximum(np.maximum(self.lox[ri] - (cx[ci] + g), (cx[ci] - g) - self.hix[ri]), 0.0)
+        dy = np.maximum(np.maximum(self.loy[ri] - (cy[ci] + g), (cy[ci] - g) - self.hiy[ri]), 0.0)
+        near = np.hypot(dx, dy)
+        order = np.lexsort((near, ci))
         ci, ri = ci[order], ri[order]
+        near = near[order]
+        self.c_near = near.astype(np.float32)  # rounded down where float32 rounds up: still a lower bound
+        up = self.c_near > near
+        self.c_near[up] = np.nextafter(self.c_near[up], np.float32(-np.inf))
         self.ptr = np.zeros(cx.size + 1, dtype=np.int64)
         self.ptr[1:] = np.cumsum(np.bincount(ci, minlength=cx.size))
-        # Candidate boxes and first vertices copied cell by cell: points sorted by cell read them in sequence.
         self.cand = ri.astype(np.int32)
-        self.c_lox, self.c_loy, self.c_hix, self.c_hiy = self.lox[ri], self.loy[ri], self.hix[ri], self.hiy[ri]
-        self.c_v0x, self.c_v0y = self.v0x[ri], self.v0y[ri]
+        self._copies: tuple[np.ndarray, ...] | None = None
 
-    def distance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Distance from each point to the boundary; NaN for a point outside every cell (or no boundary)."""
+    def _cell_copies(self) -> tuple[np.ndarray, ...]:
+        """For the numpy path: candidate boxes and first vertices copied cell by cell (points sorted by cell read
+        them in sequence), made on first use (the compiled kernel does not need them)."""
+        if self._copies is None:
+            ri = self.cand
+            self._copies = (self.lox[ri], self.loy[ri], self.hix[ri], self.hiy[ri], self.v0x[ri], self.v0y[ri])
+        return self._copies
+
+    @property
+    def nbytes(self) -> int:
+        if self.empty:
+            return 0
+        return sum(a.nbytes for a in (self.ax, self.ay, self.bx_, self.by_, self.lox, self.loy, self.hix, self.hiy,
+                                      self.v0x, self.v0y, self.inv2, self.ptr, self.cand, self.c_near,
+                                      *(self._copies or ())))
+
+    def distance(self, x: np.ndarray, y: np.ndarray, cells: np.ndarray | None = None,
+                 compiled: bool | None = None) -> np.ndarray:
+        """Distance from each point to the boundary; NaN for a point outside every cell (or no boundary).
+
+        `cells` (this grid's cell of each point) may be given when known; `compiled` picks the compiled kernel
+        (default: when COMPILED_DISTANCE is on) or the numpy one (the reference the tests compare it with, and the
+        fallback should numba be missing). Both give GEOS's metres."""
         out = np.full(x.size, np.nan)
         if self.empty or x.size == 0:
             return out
-        cells = self.cells(x, y)
+        if cells is None:
+            cells = self.cells(x, y)
+        kernel = _nearest_kernel() if compiled is not False else None
+        if compiled and kernel is None:
+            raise RuntimeError("the compiled distance kernel needs numba")
+        if kernel is not None:
+            kernel(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64),
+                   np.ascontiguousarray(cells, dtype=np.int64), self.ptr, self.cand, self.c_near, self.lox, self.loy,
+                   self.hix, self.hiy, self.ax, self.ay, self.bx_, self.by_, self.inv2, out)
+            return out
+        c_lox, c_loy, c_hix, c_hiy, c_v0x, c_v0y = self._cell_copies()
         order = np.argsort(cells, kind="stable")  # points of one cell together: the same runs, read in sequence
         order = order[cells[order] >= 0]
         step = 32_768
@@ -1142,11 +1366,11 @@ class _RunIndex(_Grid):
             owner = np.repeat(np.arange(sel.size, dtype=np.int32), n)
             pos = np.repeat(c0 - starts, n) + np.arange(int(n.sum()))
             qx, qy = px[owner], py[owner]
-            dx = np.maximum(np.maximum(self.c_lox[pos] - qx, qx - self.c_hix[pos]), 0.0)
-            dy = np.maximum(np.maximum(self.c_loy[pos] - qy, qy - self.c_hiy[pos]), 0.0)
+            dx = np.maximum(np.maximum(c_lox[pos] - qx, qx - c_hix[pos]), 0.0)
+            dy = np.maximum(np.maximum(c_loy[pos] - qy, qy - c_hiy[pos]), 0.0)
             low = dx * dx + dy * dy
-            dx = self.c_v0x[pos] - qx
-            dy = self.c_v0y[pos] - qy
+            dx = c_v0x[pos] - qx
+            dy = c_v0y[pos] - qy
             bound = np.minimum.reduceat(dx * dx + dy * dy, starts)
             keep = low <= bound[owner] * (1 + 1e-9) + 1e-6
             owner, runs = owner[keep], self.cand[pos[keep]]
@@ -1181,6 +1405,108 @@ def _segment_distance(px, py, ax, ay, bx, by) -> np.ndarray:
         db = np.sqrt((px - bx) ** 2 + (py - by) ** 2)
         d = np.where(r <= 0.0, da, np.where(r >= 1.0, db, np.abs(s) * np.sqrt(len2)))
     return np.where(len2 == 0.0, da, d)
+
+
+def _nearest_runs(px, py, cell, ptr, cand, near, lox, loy, hix, hiy, ax, ay, bx, by, inv2, out):  # pragma: no cover
+    """The red-line distance kernel, compiled by numba (`_nearest_kernel`); never run as
+    Python. Points are visited cell by cell (a counting sort, and copies of their coordinates in that order), so a
+    cell's runs are read from cache. For each point the runs of its cell come nearest first: it stops at the first
+    run whose distance to the cell exceeds the best distance so far plus 1 µm, and skips a run whose box is farther
+    than that from the point. In a run it keeps, the squared distance to each segment is computed without branches
+    (clamped projection, a precomputed 1 / length²; coordinate differences are exact, so it is off by far less than
+    the 1 µm margin), and a segment within the margin of the best is measured with GEOS's point-to-segment distance
+    (Distance::pointToSegment: the same operations in the same order). The minimum is the distance `query_nearest`
+    gives."""
+    n = px.shape[0]
+    n_cells = ptr.shape[0] - 1
+    k_seg = ax.shape[1]
+    start = np.zeros(n_cells + 2, np.int64)
+    for i in range(n):
+        start[cell[i] + 2] += 1
+    for c in range(2, n_cells + 2):
+        start[c] += start[c - 1]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        c = cell[i] + 1
+        order[start[c]] = i
+        start[c] += 1
+    xs = np.empty(n)
+    ys = np.empty(n)
+    cs = np.empty(n, np.int64)
+    for j in range(n):
+        i = order[j]
+        xs[j] = px[i]
+        ys[j] = py[i]
+        cs[j] = cell[i]
+    res = np.empty(n)
+    q2 = np.empty(k_seg)
+    for j in range(n):
+        c = cs[j]
+        if c < 0:
+            res[j] = np.nan
+            continue
+        x = xs[j]
+        y = ys[j]
+        best = np.inf
+        lim = np.inf
+        for k in range(ptr[c], ptr[c + 1]):
+            if near[k] > lim:
+                break
+            r = cand[k]
+            dx = max(lox[r] - x, x - hix[r], 0.0)
+            dy = max(loy[r] - y, y - hiy[r], 0.0)
+            if dx * dx + dy * dy > lim * lim:
+                continue
+            for s in range(k_seg):
+                ex = bx[r, s] - ax[r, s]
+                ey = by[r, s] - ay[r, s]
+                wx = x - ax[r, s]
+                wy = y - ay[r, s]
+                t = min(max((wx * ex + wy * ey) * inv2[r, s], 0.0), 1.0)
+                wx -= t * ex
+                wy -= t * ey
+                q2[s] = wx * wx + wy * wy
+            for s in range(k_seg):
+                if q2[s] > lim * lim:
+                    continue
+                d = point_segment(x, y, ax[r, s], ay[r, s], bx[r, s], by[r, s])
+                if d < best:
+                    best = d
+                    lim = best + 1e-6
+        res[j] = best
+    for j in range(n):
+        out[order[j]] = res[j]
+
+
+COMPILED_DISTANCE = True  # red-line distances from the numba kernel (False: the numpy path)
+_KERNEL: list[Any] = []
+_KERNEL_LOCK = threading.Lock()
+
+
+def _nearest_kernel() -> Callable[..., None] | None:
+    """The compiled `_nearest_runs` (numba, single-threaded, no fast-math: IEEE operations as written), compiled for
+    its one signature on first use (a few seconds; numba caches it on disk next to this module where it can, and
+    loads it in well under a second after that); None when COMPILED_DISTANCE is off or numba cannot be imported
+    (the numpy path is used then)."""
+    if not COMPILED_DISTANCE:
+        return None
+    with _KERNEL_LOCK:
+        if not _KERNEL:
+            try:
+                import numba  # noqa: PLC0415 - imported when the first point grid is built
+            except ImportError:
+                _KERNEL.append(None)
+            else:
+                f8, i8 = numba.float64[::1], numba.int64[::1]
+                m8 = numba.float64[:, ::1]
+                signature = numba.void(f8, f8, i8, i8, numba.int32[::1], numba.float32[::1], f8, f8, f8, f8, m8, m8, m8,
+                                       m8, m8, f8)
+                try:
+                    kernel = numba.njit(signature, cache=True, nogil=True, boundscheck=False)(_nearest_runs)
+                except RuntimeError:  # no writable place for numba's cache (a read-only install): compile each time
+                    kernel = numba.njit(signature, cache=False, nogil=True, boundscheck=False)(_nearest_runs)
+                _KERNEL.append(kernel)
+        return _KERNEL[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1298,66 +1624,143 @@ def _group(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, inv
 
 
+class _Signatures:
+    """The distinct signatures (rows of signature bits) met in one screening call, by id: the point grid's own
+    first (ids as in the grid), then those of exactly tested points and of polygons."""
+
+    def __init__(self, n_bits: int, grid: "_PointGrid | None" = None) -> None:
+        self.n_bits = n_bits
+        self.rows: list[np.ndarray] = []
+        self.index: dict[bytes, int] = {}
+        if grid is not None:
+            self.rows = list(grid.sig_bits)
+            self.index = dict(grid.sig_index)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def ids(self, rows: np.ndarray) -> np.ndarray:
+        """The id of each row of bits (new rows are added)."""
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.int64)
+        packed = np.packbits(rows, axis=1)
+        first, inv = _group(packed)
+        out = np.empty(first.size, dtype=np.int64)
+        for j, f in enumerate(first.tolist()):
+            key = packed[f].tobytes()
+            i = self.index.get(key)
+            if i is None:
+                i = self.index[key] = len(self.rows)
+                self.rows.append(rows[f].copy())
+            out[j] = i
+        return out[inv]
+
+    def table(self) -> np.ndarray:
+        return np.array(self.rows, dtype=bool).reshape(-1, self.n_bits)
+
+
+def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values, index of each key among them) for non-negative integer keys below `size`: with a lookup
+    table when it is small (linear time), else by sorting."""
+    if size <= 1 << 22:
+        seen = np.zeros(size, dtype=bool)
+        seen[keys] = True
+        uniq = np.flatnonzero(seen)
+        remap = np.zeros(size, dtype=np.int64)
+        remap[uniq] = np.arange(uniq.size)
+        return uniq, remap[keys]
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return uniq, inv.reshape(-1)
+
+
 def screen(batch: SiteBatch, catalog: Catalog, *, use_grid: bool | None = None, offset: int = 0) -> BatchResult:
-    """Screen every site of the batch against the catalog (all at once; see `screen_blocks` for streaming)."""
+    """Screen every site of the batch against the catalog (all at once; see `screen_blocks` for streaming).
+
+    Every screened site ends with a signature id (`_Signatures`); its verdict and clause lists come from the
+    outcome of its (signature, facts) pair, evaluated once per distinct pair and shared as the same tuples."""
     prep = prepared(catalog)
     n = len(batch)
-    bits = np.zeros((n, prep.n_bits), dtype=bool)
+    kind = batch.kind
     red_overlap = np.zeros(n)
     red_distance = np.full(n, np.nan)
-    units = _filled(n, ())
-    errors = np.array(list(batch.errors) + [None], dtype=object)[:n]
-    pidx = np.flatnonzero(batch.kind == KIND_POINT)
-    gidx = np.flatnonzero(batch.kind == KIND_POLYGON)
-    if pidx.size:
-        if use_grid is None:
-            use_grid = prep.has_grid or pidx.size >= GRID_MIN_POINTS
-        _screen_points(prep, catalog, batch, pidx, bits, red_distance, use_grid)
-        # Points list their units by code (all with zero overlap, as assess sorts them).
-        unit_bits = bits[pidx, 1:1 + prep.n_units]
-        first, inv = _group(np.packbits(unit_bits, axis=1))
-        codes = _objects([tuple(sorted(prep.unit_codes[r] for r in np.flatnonzero(unit_bits[f]))) for f in first])
-        units[pidx] = codes[inv]
+    errors = _filled(n, None)
+    for i in np.flatnonzero(kind == KIND_ERROR).tolist():
+        errors[i] = batch.errors[i]
+    pidx = np.flatnonzero(kind == KIND_POINT)
+    gidx = np.flatnonzero(kind == KIND_POLYGON)
+    if use_grid is None:
+        use_grid = prep.has_grid or pidx.size >= GRID_MIN_POINTS
+    grid = prep.grid(catalog) if use_grid and pidx.size else None
+    sigs = _Signatures(prep.n_bits, grid)
+    sig = np.full(n, -1, dtype=np.int64)  # -1: not screened (an unreadable row)
+    if pidx.size == n:
+        sig = _screen_points(prep, catalog, batch, pidx, sigs, red_distance, grid)
+    elif pidx.size:
+        sig[pidx] = _screen_points(prep, catalog, batch, pidx, sigs, red_distance, grid)
+    poly_units = None
     if gidx.size:
+        bits = np.zeros((n, prep.n_bits), dtype=bool)
+        poly_units = _filled(n, ())
         try:
-            _screen_polygons(prep, catalog, batch, gidx, bits, red_overlap, red_distance, units, errors)
+            _screen_polygons(prep, catalog, batch, gidx, bits, red_overlap, red_distance, poly_units, errors)
         except Exception:  # noqa: BLE001 - e.g. a GEOS topology error on one odd site: find it, keep the rest
             log.exception("vectorised polygon screening failed; screening the %d polygons one by one", gidx.size)
             for j in gidx:
                 try:
-                    _screen_polygons(prep, catalog, batch, np.array([j]), bits, red_overlap, red_distance, units,
-                                     errors)
+                    _screen_polygons(prep, catalog, batch, np.array([j]), bits, red_overlap, red_distance,
+                                     poly_units, errors)
                 except Exception:  # noqa: BLE001
                     log.exception("batch site %d could not be screened", j)
                     bits[j] = False
-                    red_overlap[j], red_distance[j], units[j] = 0.0, np.nan, ()
+                    red_overlap[j], red_distance[j], poly_units[j] = 0.0, np.nan, ()
                     errors[j] = "该场址的几何无法完成空间计算（可能在投影后自相交），请检查边界后单独提交"
-    for i in np.flatnonzero([e is not None and batch.errors[k] is None for k, e in enumerate(errors)]):
-        errors[i] = f"第 {offset + i + 1} 个场址：{errors[i]}"  # found while screening (not while reading)
-    verdict = _filled(n, None)
-    clauses, undecided, missing = _filled(n, ()), _filled(n, ()), _filled(n, ())
-    ok = np.flatnonzero((batch.kind != KIND_ERROR) & np.array([e is None for e in errors], dtype=bool))
-    if ok.size:
-        used = np.unique(batch.project_idx[ok])
-        fact_ids = np.full(len(batch.projects), -1, dtype=np.int64)
-        facts_of: dict[int, dict[str, Any]] = {}
-        for p in used.tolist():
-            fid, facts = prep.facts_id(batch.projects[p])
-            fact_ids[p] = fid
-            facts_of[fid] = facts
-        site_facts = fact_ids[batch.project_idx[ok]]
-        sig = np.concatenate([np.packbits(bits[ok], axis=1),
-                              site_facts.astype("<u4").view(np.uint8).reshape(-1, 4)], axis=1)
-        first, inv = _group(sig)
-        outcomes = [prep.outcome(bits[ok[f]], int(site_facts[f]), facts_of[int(site_facts[f])]) for f in first]
-        for col, k in ((verdict, 0), (clauses, 1), (undecided, 2), (missing, 3)):
-            col[ok] = _objects([o[k] for o in outcomes])[inv]
-    outside = verdict == "outside_jurisdiction"
-    if outside.any():
-        units[outside] = _filled(int(outside.sum()), ())
-        red_distance[outside] = np.nan
-        red_overlap[outside] = 0.0
-    red_inside = bits[:, prep.red_bit] & bits[:, 0] if prep.red_bit is not None else np.zeros(n, dtype=bool)
+        failed = np.array([errors[j] is not None for j in gidx.tolist()], dtype=bool)
+        for j in gidx[failed].tolist():  # found while screening (not while reading)
+            errors[j] = f"第 {offset + j + 1} 个场址：{errors[j]}"
+        good = gidx[~failed]
+        sig[good] = sigs.ids(bits[good])
+    # Each screened site's outcome: one per distinct (signature, facts) pair, its tuples shared by every site that
+    # has it. Row g of the per-pair columns below is the pair's; the last row (None, (), (), ()) is for
+    # unscreened rows.
+    table = sigs.table()
+    screened = sig >= 0
+    all_screened = bool(screened.all())
+    ok = None if all_screened else np.flatnonzero(screened)
+    s_ok = sig if all_screened else sig[ok]
+    pix = batch.project_idx if all_screened else batch.project_idx[ok]
+    used = np.flatnonzero(np.bincount(pix, minlength=len(batch.projects))) if s_ok.size else np.zeros(0, np.int64)
+    dense = np.full(len(batch.projects), -1, dtype=np.int64)
+    dense[used] = np.arange(used.size)
+    fact_ids, facts_of = [], []
+    for p in used.tolist():
+        fid, facts = prep.facts_id(batch.projects[p])
+        fact_ids.append(fid)
+        facts_of.append(facts)
+    n_f = max(used.size, 1)
+    uniq, inv = _distinct(s_ok * n_f + dense[pix], len(table) * n_f) if s_ok.size else (np.zeros(0, np.int64),) * 2
+    outcomes = [prep.outcome(table[k // n_f], fact_ids[k % n_f], facts_of[k % n_f]) for k in uniq.tolist()]
+    outcomes.append((None, (), (), ()))
+    if all_screened:
+        group = inv
+    else:
+        group = np.full(n, len(outcomes) - 1, dtype=np.int64)
+        group[ok] = inv
+    verdict, clauses, undecided, missing = (_objects([o[k] for o in outcomes])[group] for k in range(4))
+    codes = np.array(prep.unit_codes, dtype=object)
+    unit_cols = slice(1, 1 + prep.n_units)
+    units_of = _objects([tuple(sorted(codes[row[unit_cols]].tolist())) for row in table] + [()])
+    units = units_of[sig]  # points list their units by code (all with zero overlap, as assess sorts them)
+    if poly_units is not None:
+        units[gidx] = poly_units[gidx]  # polygons by overlap, largest first
+    red_inside = np.zeros(n, dtype=bool)
+    if prep.red_bit is not None and len(table):
+        red_inside = np.r_[table[:, prep.red_bit] & table[:, 0], False][sig]
+    if len(table) and not table[:, 0].all():
+        outside = np.flatnonzero(screened & ~np.r_[table[:, 0], True][sig])
+        if outside.size:
+            units[outside] = _filled(outside.size, ())
+            red_distance[outside] = np.nan
+            red_overlap[outside] = 0.0
     return BatchResult(offset=offset, ids=batch.ids, kind=batch.kind, lon=batch.lon, lat=batch.lat, geoms=batch.geoms,
                        verdict=verdict, units=units, red_inside=red_inside, red_overlap=red_overlap,
                        red_distance=red_distance, clauses=clauses, undecided=undecided, missing=missing, errors=errors)
@@ -1376,88 +1779,172 @@ def screen_blocks(batch: SiteBatch, catalog: Catalog, *, block: int = BLOCK_SITE
         yield result
 
 
-def _screen_points(prep: _Prepared, catalog: Catalog, batch: SiteBatch, pidx: np.ndarray, bits: np.ndarray,
-                   red_distance: np.ndarray, use_grid: bool) -> None:
-    lon, lat = batch.lon[pidx], batch.lat[pidx]
-    x, y = to_metric(lon, lat)  # validated when the batch was read
+def _screen_points(prep: _Prepared, catalog: Catalog, batch: SiteBatch, pidx: np.ndarray, sigs: _Signatures,
+                   red_distance: np.ndarray, grid: "_PointGrid | None") -> np.ndarray:
+    """The signature id of each point (registered in `sigs`); writes the red-line distances."""
+    x, y = to_metric(batch.lon[pidx], batch.lat[pidx])  # validated when the batch was read
     m = pidx.size
-    local = np.zeros((m, prep.n_bits), dtype=bool)
     red_index = catalog.layers["red_line"].index if "red_line" in catalog.layers else None
-    exact_red = np.zeros(m, dtype=bool)
-    if use_grid:
-        grid = prep.grid(catalog)
-        cells = grid.cells(x, y)
-        in_grid = cells >= 0
-        local[in_grid] = grid.bits[cells[in_grid]]
-        n_slots = grid.dirty.shape[0]
-        dirty = np.zeros((n_slots, m), dtype=bool)
-        dirty[:, in_grid] = grid.dirty[:, cells[in_grid]]
-        dirty[:, ~in_grid] = True
-        # Territory: exact where a boundary is near (or outside the grid).
-        t_dirty = np.flatnonzero(dirty[0])
-        if t_dirty.size:
-            local[t_dirty, 0] = shapely.intersects_xy(catalog.territory, x[t_dirty], y[t_dirty])
-        inside = local[:, 0]
-        need = dirty[1:].any(axis=0) & inside
-        sub = np.flatnonzero(need)
-        pts_sub = shapely.points(x[sub], y[sub]) if sub.size else np.empty(0, dtype=object)
-        pos = np.full(m, -1, dtype=np.int64)
-        pos[sub] = np.arange(sub.size)
-        slot_of_layer = {lp.name: 2 + k for k, lp in enumerate(prep.layers)}
-        which = np.flatnonzero(dirty[1] & inside)
-        _exact_layer(prep.units, pts_sub[pos[which]], which, local)
-        for lp in prep.layers:
-            which = np.flatnonzero(dirty[slot_of_layer[lp.name]] & inside)
-            _exact_layer(lp, pts_sub[pos[which]], which, local)
-        if red_index is not None and prep.red_bit is not None:
-            rslot = slot_of_layer["red_line"]
-            clean = ~dirty[rslot]
-            exact_red[clean] = local[clean, prep.red_bit]
-            which = np.flatnonzero(dirty[rslot] & inside)
-            exact_red[which] = _exact_hits(red_index, x[which], y[which], pts_sub[pos[which]])
-            far = np.flatnonzero(inside & ~exact_red)
-            dist = grid.red.distance(x[far], y[far]) if grid.red is not None else np.full(far.size, np.nan)
-            missing = np.isnan(dist)
-            if missing.any():  # not expected: a point inside the territory is in a cell that meets it
-                miss = far[missing]
-                _, d = red_index.chunk_tree.query_nearest(shapely.points(x[miss], y[miss]), return_distance=True,
-                                                          all_matches=False)
-                dist[missing] = d
-            red_distance[pidx[far]] = _round2(dist)
-            red_distance[pidx[inside & exact_red]] = 0.0
+    red_bit = prep.red_bit
+    exact_red = np.zeros(m, dtype=bool)  # in (or on) a red-line patch, without tolerance: distance 0
+    root = None
+    if grid is not None:
+        root, node = grid.locate(x, y)
+        sid = grid.node_sig[node].astype(np.int64)  # node -1 (outside the grid): fixed below, every slot is dirty
+        did = grid.node_dirty[node]
+        did[root < 0] = -1
+        ex = np.flatnonzero(did != grid.clean_mask)
+        sig_table = grid.sig_bits
+        inside = sig_table[:, 0][sid]
+        if red_bit is not None:
+            exact_red = sig_table[:, red_bit][sid]  # a clean cell: in the patch = within tolerance of it
+        if ex.size:  # points near a boundary: the exact test of assess() for the slots that are dirty there
+            masks = np.ones((ex.size, grid.n_slots), dtype=bool)
+            rows = np.zeros((ex.size, prep.n_bits), dtype=bool)
+            known = did[ex] >= 0
+            masks[known] = grid.dirty_masks[did[ex][known]]
+            rows[known] = sig_table[sid[ex][known]]
+            ex_red = _grid_exact_rows(prep, catalog, grid, x[ex], y[ex], root[ex], node[ex], rows, masks, red_index)
+            sid[ex] = sigs.ids(rows)
+            inside[ex] = rows[:, 0]
+            if red_bit is not None and grid.red_slot is not None:
+                exact_red[ex] = np.where(masks[:, grid.red_slot], ex_red, rows[:, red_bit])
     else:
-        local[:, 0] = shapely.intersects_xy(catalog.territory, x, y)
-        inside = np.flatnonzero(local[:, 0])
-        pts = shapely.points(x[inside], y[inside])
-        _exact_layer(prep.units, pts, inside, local)
-        for lp in prep.layers:
-            _exact_layer(lp, pts, inside, local)
-        if red_index is not None:
-            exact_red[inside] = _exact_hits(red_index, x[inside], y[inside], pts)
-            far = inside[~exact_red[inside]]
-            if far.size and len(red_index.chunks):
-                _, d = red_index.chunk_tree.query_nearest(pts[~exact_red[inside]], return_distance=True,
-                                                          all_matches=False)
-                red_distance[pidx[far]] = _round2(d)
-            red_distance[pidx[inside[exact_red[inside]]]] = 0.0
-    # Land cover: the class of the pixel under each point (LandCover.class_at, vectorised).
-    if prep.lc_preds:
-        lc = catalog.land_cover
-        c = np.floor((x - lc.transform.c) / lc.pixel_m)
-        r = np.floor((lc.transform.f - y) / lc.pixel_m)
-        rows, cols = lc.grid.shape
-        ok = (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
-        codes = np.zeros(m, dtype=np.int64)
-        codes[ok] = lc.grid[r[ok].astype(np.int64), c[ok].astype(np.int64)]
-        for (classes, min_share), b in prep.lc_preds.items():
-            share = np.zeros(m)
-            for cls in classes:
-                code = next((k for k, v in LAND_COVER_CLASSES.items() if v[0] == cls), None)
-                if code is not None:
-                    share = share + (codes == code)
-            local[:, b] = (share > 0) & (share >= min_share)
-    local[~local[:, 0], 1:] = False
-    bits[pidx] = local
+        rows = np.zeros((m, prep.n_bits), dtype=bool)
+        ex_red = _exact_rows(prep, catalog, x, y, rows, np.ones((m, 2 + len(prep.layers)), dtype=bool), red_index)
+        sid = sigs.ids(rows)
+        inside = rows[:, 0]
+        exact_red = ex_red
+    if red_index is not None and len(red_index.chunks):
+        far = np.flatnonzero(inside & ~exact_red)
+        if grid is not None and grid.red is not None:
+            dist = grid.red.distance(x[far], y[far], cells=root[far])
+            lost = np.isnan(dist)  # not expected: a point inside the territory is in a cell that meets it
+        else:
+            dist, lost = np.empty(far.size), np.ones(far.size, dtype=bool)
+        if lost.any():
+            _, dist[lost] = red_index.chunk_tree.query_nearest(shapely.points(x[far[lost]], y[far[lost]]),
+                                                              return_distance=True, all_matches=False)
+        red_distance[pidx[far]] = _round2(dist)
+        red_distance[pidx[inside & exact_red]] = 0.0
+    if not prep.lc_preds:
+        return sid
+    # Land cover: the class of the pixel under each point (LandCover.class_at, vectorised), as signature bits:
+    # each distinct (signature, land-cover pattern) pair is one signature.
+    lc = catalog.land_cover
+    c = np.floor((x - lc.transform.c) / lc.pixel_m)
+    r = np.floor((lc.transform.f - y) / lc.pixel_m)
+    n_rows, n_cols = lc.grid.shape
+    on = (r >= 0) & (r < n_rows) & (c >= 0) & (c < n_cols)
+    codes = np.zeros(m, dtype=np.int64)
+    codes[on] = lc.grid[r[on].astype(np.int64), c[on].astype(np.int64)]
+    pattern = np.zeros((256, len(prep.lc_preds)), dtype=bool)
+    for k, (classes, min_share) in enumerate(prep.lc_preds):
+        share = np.zeros(256)
+        for cls in classes:
+            code = next((key for key, v in LAND_COVER_CLASSES.items() if v[0] == cls), None)
+            if code is not None:
+                share[code] += 1.0
+        pattern[:, k] = (share > 0) & (share >= min_share)
+    first, pat_of_code = _group(np.packbits(pattern, axis=1))
+    n_pat = first.size
+    uniq, inv = _distinct(sid * n_pat + pat_of_code[codes], len(sigs) * n_pat)
+    base = sigs.table()[uniq // n_pat]
+    lc_bits = np.array(list(prep.lc_preds.values()), dtype=np.int64)
+    base[:, lc_bits] = pattern[first[uniq % n_pat]] & base[:, :1]  # land cover counts inside the territory only
+    return sigs.ids(base)[inv]
+
+
+def _ranges(start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For CSR slices [start, start + count): (owner of each element, its position), in order."""
+    owner = np.repeat(np.arange(start.size), count)
+    return owner, np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
+
+
+def _grid_exact_rows(prep: _Prepared, catalog: Catalog, grid: "_PointGrid", x: np.ndarray, y: np.ndarray,
+                     root: np.ndarray, node: np.ndarray, rows: np.ndarray, masks: np.ndarray,
+                     red_index: LayerIndex | None) -> np.ndarray:
+    """`_exact_rows` for points located in the grid, without making point geometries for most of them.
+
+    For a dirty slot of a point's leaf, the leaf lists the slot's boundary segments that come within 1.01 m of it:
+    if none is within the tolerance (+ 1 µm) of the point, the tolerance test of `assess()` reduces to containment
+    (a feature within 0.01 m of a point that is not on any boundary contains it), found with the prepared
+    point-in-piece test on the pieces whose boxes meet the point's root cell. The few points within the tolerance of
+    a boundary (and any point the grid cannot place) take `_exact_rows` itself."""
+    t = np.flatnonzero(masks[:, 0])
+    rows[t, 0] = shapely.intersects_xy(catalog.territory, x[t], y[t])
+    inside = rows[:, 0].copy()
+    rows[~inside, 1:] = False
+    exact_red = np.zeros(x.size, dtype=bool)
+    fallback = np.zeros_like(masks)
+    leaf = np.where(root >= 0, node - grid.last_level, -1)
+    sax, say, sbx, sby = grid.seg_xy
+    for s in range(1, grid.n_slots):
+        lp = grid.slot_layers[s]
+        which = np.flatnonzero(masks[:, s] & inside)
+        if not lp.index.polygonal:
+            fallback[which, s] = True
+            continue
+        placed = leaf[which] >= 0
+        fallback[which[~placed], s] = True
+        which = which[placed]
+        if not which.size:
+            continue
+        li = leaf[which]
+        owner, pos = _ranges(grid.leaf_seg_ptr[li], grid.leaf_seg_ptr[li + 1] - grid.leaf_seg_ptr[li])
+        mine = grid.leaf_seg_slot[pos] == s
+        owner, seg = owner[mine], grid.leaf_seg[pos[mine]]
+        d = _segment_distance(x[which][owner], y[which][owner], sax[seg], say[seg], sbx[seg], sby[seg])
+        counts = np.bincount(owner, minlength=which.size)
+        dmin = np.zeros(which.size)  # a dirty slot always lists a segment; 0 (→ exact path) if not
+        has = counts > 0
+        if has.any():
+            dmin[has] = np.minimum.reduceat(d, (np.cumsum(counts) - counts)[has])
+        near = dmin <= BOUNDARY_TOLERANCE_M + 1e-6
+        fallback[which[near], s] = True
+        which = which[~near]
+        r = root[which]
+        ptr = grid.piece_ptr[s]
+        owner, pos = _ranges(ptr[r], ptr[r + 1] - ptr[r])
+        pi = grid.piece_idx[s][pos]
+        hit = shapely.intersects_xy(lp.index.pieces[pi], x[which][owner], y[which][owner])
+        owner, feature = owner[hit], lp.index.piece_owner[pi[hit]]
+        rows[np.ix_(which, lp.bits)] = False
+        pair, pred = np.nonzero(lp.match[feature])
+        rows[which[owner[pair]], lp.bits[pred]] = True
+        if lp.name == "red_line":
+            exact_red[which[owner]] = True
+    fb = np.flatnonzero(fallback.any(axis=1))
+    if fb.size:
+        sub_rows, sub_masks = rows[fb], fallback[fb]
+        er = _exact_rows(prep, catalog, x[fb], y[fb], sub_rows, sub_masks, red_index)
+        rows[fb] = sub_rows
+        if grid.red_slot is not None:
+            exact_red[fb] = np.where(sub_masks[:, grid.red_slot], er, exact_red[fb])
+    return exact_red
+
+
+def _exact_rows(prep: _Prepared, catalog: Catalog, x: np.ndarray, y: np.ndarray, rows: np.ndarray,
+                masks: np.ndarray, red_index: LayerIndex | None) -> np.ndarray:
+    """The tests assess() makes, for the slots marked in `masks` (0: territory, 1: units, 2..: bound layers),
+    written into the signature rows; returns whether each point is in (or on) a red-line patch without tolerance
+    (meaningful where the red-line slot is marked)."""
+    t = np.flatnonzero(masks[:, 0])
+    rows[t, 0] = shapely.intersects_xy(catalog.territory, x[t], y[t])
+    inside = rows[:, 0].copy()
+    rows[~inside, 1:] = False
+    need = masks[:, 1:].any(axis=1) & inside
+    sub = np.flatnonzero(need)
+    pts = shapely.points(x[sub], y[sub]) if sub.size else np.empty(0, dtype=object)
+    pos = np.full(x.size, -1, dtype=np.int64)
+    pos[sub] = np.arange(sub.size)
+    exact_red = np.zeros(x.size, dtype=bool)
+    for s, lp in enumerate([prep.units, *prep.layers], start=1):
+        which = np.flatnonzero(masks[:, s] & inside)
+        _exact_layer(lp, pts[pos[which]], which, rows)
+        if lp.name == "red_line" and red_index is not None:
+            exact_red[which] = _exact_hits(red_index, x[which], y[which], pts[pos[which]])
+    return exact_red
 
 
 def _screen_polygons(prep: _Prepared, catalog: Catalog, batch: SiteBatch, gidx: np.ndarray, bits: np.ndarray,
@@ -1706,19 +2193,33 @@ class _Formatter:
 
 
 def _csv_block(block: BatchResult) -> str:
+    """The CSV rows of a block. The fields a signature decides (verdict, units, red-line status; clause, undecided
+    and missing-fact lists) are joined once per distinct combination; per row only the row number, id, overlap and
+    distance are formatted."""
     f = _Formatter()
     lines = []
+    heads: dict[tuple[Any, int, bool], str] = {}
+    tails: dict[tuple[int, int, int], str] = {}
+    plain_ids = not _CSV_SPECIAL.search("".join(block.ids))  # then no id needs quoting
     cols = zip(range(block.offset + 1, block.offset + len(block) + 1), block.ids, block.errors.tolist(),
                block.verdict.tolist(), block.units.tolist(), block.red_inside.tolist(), block.red_overlap.tolist(),
                block.red_distance.tolist(), block.clauses.tolist(), block.undecided.tolist(), block.missing.tolist())
     for row, site_id, err, verdict, units, inside, overlap, dist, c, u, m in cols:
+        if not plain_ids:
+            site_id = _csv_text(site_id)
         if err is not None:
-            lines.append(f"{row},{_csv_text(site_id)},,,,,,,,,,{_csv_text(err)}\n")
+            lines.append(f"{row},{site_id},,,,,,,,,,{_csv_text(err)}\n")
             continue
-        lines.append(
-            f"{row},{_csv_text(site_id)},{verdict},{VERDICT_ZH[verdict]},{f.csv_list(units)},"
-            f"{'true' if inside else 'false'},{overlap!r},{'' if dist != dist else repr(dist)},"
-            f"{f.csv_list(c)},{f.csv_list(u)},{f.csv_list(m)},\n")
+        key = (verdict, id(units), inside)
+        head = heads.get(key)
+        if head is None:
+            head = heads[key] = (f"{verdict},{VERDICT_ZH[verdict]},{f.csv_list(units)},"
+                                 f"{'true' if inside else 'false'},")
+        tkey = (id(c), id(u), id(m))
+        tail = tails.get(tkey)
+        if tail is None:
+            tail = tails[tkey] = f"{f.csv_list(c)},{f.csv_list(u)},{f.csv_list(m)},\n"
+        lines.append(f"{row},{site_id},{head}{overlap!r},{'' if dist != dist else repr(dist)},{tail}")
     return "".join(lines)
 
 

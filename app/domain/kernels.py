@@ -14,7 +14,7 @@ from numba import njit
 
 
 @njit(nogil=True, cache=False)
-def _point_segment(px: float, py: float, x0: float, y0: float, x1: float, y1: float) -> float:
+def point_segment(px: float, py: float, x0: float, y0: float, x1: float, y1: float) -> float:
     if x0 == x1 and y0 == y1:
         dx = px - x0
         dy = py - y0
@@ -45,7 +45,7 @@ def nearest_line(px: float, py: float, seg: np.ndarray, seg_off: np.ndarray, lin
         k = lines[j]
         d_line = np.inf
         for i in range(seg_off[k], seg_off[k + 1]):
-            d = _point_segment(px, py, seg[i, 0], seg[i, 1], seg[i, 2], seg[i, 3])
+            d = point_segment(px, py, seg[i, 0], seg[i, 1], seg[i, 2], seg[i, 3])
             if d < d_line:
                 d_line = d
         if d_line < best:
