@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app.api import assessments, batch, dataset, lookup, pages, reports, units, versions
 from app.api.errors import install_error_handlers
+from app.api.fastpath import FastPathMiddleware
 from app.api.limits import BodySizeLimit
 from app.domain.datasets import DatasetService
 from app.domain.report import RenderCache
@@ -53,6 +54,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes,
                        overrides={"/v1/versions": settings.limits.max_upload_bytes,
                                   "/v1/batch": settings.limits.max_upload_bytes})
+    # Outermost: well-formed point lookups are answered before FastAPI's middleware and routing (app/api/fastpath.py).
+    app.state.fast_paths = {"/v1/lookup": lookup.fast_lookup}
+    app.add_middleware(FastPathMiddleware, paths=app.state.fast_paths)
     install_error_handlers(app)
     for router in (lookup.router, assessments.router, batch.router, units.router, dataset.router, versions.router,
                    reports.router, pages.router):

@@ -8,10 +8,10 @@ A benchmark, not a test: it prints one report, side by side, of
    same query in PostGIS with GiST indexes (scripts/bench_postgis.py);
 2. in-process 10 ha site assessment: the engine's geometry part and the full `assess()` call against geopandas
    `overlay` per request (and PostGIS), with a breakdown of where `assess()` spends its time;
-3. HTTP: uvicorn (httptools + uvloop, 1 and 2 workers) serving the app and a bare FastAPI app (and a bare
+3. batch screening points per second on one core (scripts/bench_batch.py);
+4. HTTP: uvicorn (httptools + uvloop, 1 and 2 workers) serving the app and a bare FastAPI app (and a bare
    Starlette route), driven by the same load generator (wrk with a Lua script, or a lean asyncio socket client);
-4. start-up time (imports, create_app, lifespan/load_catalog) and resident memory of the server processes;
-5. batch screening points per second on one core (scripts/bench_batch.py);
+5. start-up time (imports, create_app, lifespan/load_catalog) and resident memory of the server processes;
 6. growth with the data on generated province-scale datasets (scripts/bench_scale.py);
 and a table of issue 7's targets with the figures of this run.
 
@@ -1195,7 +1195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             table(["step", "calls", "median ms", "p10", "p90", "vs assess()"], brows)
         stack.close()  # the PostGIS cluster is stopped and deleted here
 
-        section("5. Batch screening, one core (app.domain.batch.screen)")
+        section("3. Batch screening, one core (app.domain.batch.screen)")
         QUIET.wait(args.max_other_load, args.wait_quiet)
         from scripts import bench_batch
 
@@ -1211,7 +1211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         http_res = None
         if not args.skip_http:
-            section(f"3. HTTP (uvicorn --http httptools --loop uvloop, client {args.client}, 127.0.0.1)")
+            section(f"4. HTTP (uvicorn --http httptools --loop uvloop, client {args.client}, 127.0.0.1)")
             http_res = bench_http(args, pts["points"], sites["sites_ll"], tmp, args.client)
             base = {(r["workers"], r["conns"]): r for r in http_res["results"] if r["load"].name == "bare"}
             rows = []
@@ -1250,7 +1250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out(f"**{problem}**")
             out(f"Median request body of an assessment {http_res['body_bytes'] / 1024:.1f} KiB.")
 
-        section("4. Start-up and memory")
+        section("5. Start-up and memory")
         QUIET.wait(args.max_other_load, args.wait_quiet)
         try:
             startup = bench_startup(1 if args.quick else 3, tmp)
@@ -1282,7 +1282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             scales = [float(v) for v in (args.scales or ("0.01" if args.quick else "0.01,0.1")).split(",") if v]
             bench_scale.run(scales, quick=args.quick, wait_quiet_s=args.wait_quiet,
-                            out=lambda line: out("##" + line if line.startswith("#") else line))
+                            out=lambda line="": out("##" + line if line.startswith("#") else line))
 
         section("Targets of issue 7 (city data, ratios from this run)")
         table(["target", "required", "measured", "met"],

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Query
 from app.api.auth import officer_access
 from app.api.deps import current_catalog, get_catalog
 from app.api.responses import OrjsonResponse
-from app.api.routing import FastPathRoute
 from app.domain.catalog import Catalog
 from app.domain.lookup import lookup_point
 from app.domain.versions import Actor
@@ -31,6 +30,12 @@ def _answer(catalog: Catalog, lon: float, lat: float, crs: str, axis_order: str)
     return OrjsonResponse(lookup_point(catalog, x, y, glon, glat))
 
 
+@router.get(
+    "/lookup",
+    response_model=Lookup,  # the endpoint returns its OrjsonResponse itself; the model is the documented contract
+    responses={422: {"model": ErrorBody}},
+    summary="Units and red-line status at a point",
+)
 async def lookup(
     _: Annotated[Actor, Depends(officer_access)],
     catalog: Annotated[Catalog, Depends(get_catalog)],
@@ -43,7 +48,7 @@ async def lookup(
     return _answer(catalog, lon, lat, crs, axis_order)
 
 
-def _fast_lookup(scope: MutableMapping[str, Any]) -> OrjsonResponse | None:
+def fast_lookup(scope: MutableMapping[str, Any]) -> OrjsonResponse | None:
     """The well-formed lookup without FastAPI's parameter machinery; None leaves the request to FastAPI."""
     app = scope["app"]
     if app.state.settings.access.require_officer_key:
@@ -66,15 +71,3 @@ def _fast_lookup(scope: MutableMapping[str, Any]) -> OrjsonResponse | None:
         return _answer(current_catalog(app), float(lon), float(lat), given.get("crs", "EPSG:4490"), axis_order)
     except ZoningError:
         return None  # the FastAPI path raises it again and answers it the usual way
-
-
-lookup.fast_path = _fast_lookup  # type: ignore[attr-defined]
-router.add_api_route(
-    "/lookup",
-    lookup,
-    methods=["GET"],
-    response_model=Lookup,  # the endpoint returns its OrjsonResponse itself; the model is the documented contract
-    responses={422: {"model": ErrorBody}},
-    summary="Units and red-line status at a point",
-    route_class_override=FastPathRoute,
-)

@@ -10,10 +10,10 @@ from app.geo.crs import from_metric, to_metric
 
 
 @pytest.fixture()
-def fast_calls(monkeypatch):
+def fast_calls(client, monkeypatch):
     """How many requests the fast path answered itself."""
     answered = []
-    original = lookup_api._fast_lookup
+    original = lookup_api.fast_lookup
 
     def counting(scope):
         response = original(scope)
@@ -21,7 +21,7 @@ def fast_calls(monkeypatch):
             answered.append(scope["query_string"])
         return response
 
-    monkeypatch.setattr(lookup_api.lookup, "fast_path", counting)
+    monkeypatch.setitem(client.app.state.fast_paths, "/v1/lookup", counting)
     return answered
 
 
@@ -75,6 +75,16 @@ def test_other_requests_take_fastapis_path(client, fast_calls, query, status):
 def test_head_and_other_methods_are_fastapis(client, fast_calls):
     assert client.post("/v1/lookup?lon=117.45&lat=49.59").status_code == 405
     assert fast_calls == []
+
+
+def test_a_failing_fast_path_leaves_the_answer_to_the_app(client, monkeypatch, caplog):
+    def broken(scope):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(client.app.state.fast_paths, "/v1/lookup", broken)
+    r = client.get("/v1/lookup?lon=117.45&lat=49.59")
+    assert r.status_code == 200 and r.json()["units"]
+    assert "fast path for /v1/lookup failed" in caplog.text
 
 
 def test_openapi_still_documents_the_parameters(client):
