@@ -11,7 +11,7 @@ For each dataset, one row per table:
   reported apart (a generated dataset is cached under --cache, keyed by its parameters and seed);
 - load, each in a fresh process: the rule base (`load_rule_base`) and `load_catalog` (read, check, index) with
   resident memory after loading (VmRSS), retained over the interpreter with its imports, and the peak (VmHWM);
-- queries in that process after loading: point lookup (`to_storage`/`to_metric` + `lookup_point`) in µs, the
+- queries in that process after loading: point lookup (`point_to_storage_metric` + `lookup_point`) in µs, the
   geometry of a 10 ha site (`units.index.touches` + red-line `index.distance`) and a full `assess()` in ms, and
   batch points/s through `app.domain.batch.screen` without and with the point grid, the grid's build time and
   memory.
@@ -228,7 +228,7 @@ def child_catalog(spec: dict[str, Any]) -> None:
     from app.domain.catalog import load_catalog
     from app.domain.lookup import lookup_point
     from app.domain.rules import load_rule_base
-    from app.geo.crs import from_metric, to_metric, to_storage
+    from app.geo.crs import from_metric, point_to_storage_metric
     from scripts.benchmark_assessment import PROJECT, random_points, random_squares, time_calls
 
     emit(imports_s=time.perf_counter() - t_start, rss_imports=status_kib("VmRSS") * 1024)
@@ -264,9 +264,8 @@ def child_catalog(spec: dict[str, Any]) -> None:
     pts = [(round(float(a), 7), round(float(b), 7)) for a, b in zip(lon, lat)]
 
     def service(lo: float, la: float) -> dict:
-        glon, glat = to_storage(lo, la, "EPSG:4490")
-        x, y = to_metric(glon, glat)
-        return lookup_point(catalog, float(x), float(y), float(glon), float(glat))
+        glon, glat, x, y = point_to_storage_metric(lo, la, "EPSG:4490")  # what GET /v1/lookup does
+        return lookup_point(catalog, x, y, glon, glat)
 
     with reported("lookup"):
         s = time_calls("lookup", service, pts)
