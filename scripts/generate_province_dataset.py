@@ -54,6 +54,7 @@ import yaml
 from pyproj import Transformer
 from rasterio.features import rasterize
 
+from app.domain.catalog import GPKG_NAME  # the file name load_catalog looks for
 from app.domain.schema import (
     DATASET_TABLE,
     DIMENSION_FIELDS,
@@ -73,7 +74,6 @@ from app.geo.vector_io import write_layer, write_table
 from scripts.build_reference_data import RED_LINE_FUNCTION_ZH, RED_LINE_PLAN, UNITS, unit_texts
 
 ROOT = Path(__file__).resolve().parents[1]
-GPKG_NAME = "manzhouli.gpkg"  # the name load_catalog looks for
 RASTER_NAME = "landcover.tif"
 SUMMARY_NAME = "generated.json"
 REFERENCE_DATE = "2026-11-29"
