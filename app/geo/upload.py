@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import re
+import resource
 import shutil
 import sqlite3
 import stat
@@ -94,6 +95,8 @@ class UploadLimits:
     max_features: int = 200_000
     max_vertices: int = 5_000_000
     read_timeout_s: float = 60.0
+    max_memory_bytes: int = 4 * 2**30  # the reader child's data segment (RLIMIT_DATA): a crafted file cannot
+    #                                     take the server's memory, only fail its own read
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,8 @@ def read_upload(
             _check_kml(data)
             jobs = [{"path": str(tmp / "upload.kml")}]
             _write(tmp / "upload.kml", data)
-        raw_layers = _run_in_child(_read_layers, (fmt, jobs, limits), limits.read_timeout_s)
+        raw_layers = _run_in_child(_read_layers, (fmt, jobs, limits), limits.read_timeout_s,
+                                   memory_bytes=limits.max_memory_bytes)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -801,9 +805,15 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def _child_main(conn: Any, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _child_main(conn: Any, func: Callable[..., Any], args: tuple[Any, ...], memory_bytes: int | None) -> None:
     try:
+        if memory_bytes:
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
         message: tuple[Any, ...] = ("ok", func(*args))
+    except MemoryError:
+        message = ("zoning", "InputTooLarge", f"读取文件所需内存超过上限（{memory_bytes / 2**20:,.0f} MiB），文件过大或结构异常。"
+                   "请简化或拆分后重新上传。", f"reader child hit RLIMIT_DATA {memory_bytes}",
+                   {"limit_bytes": memory_bytes})
     except ZoningError as exc:
         message = ("zoning", type(exc).__name__, exc.message_zh, exc.detail, exc.context)
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as text
@@ -816,11 +826,13 @@ def _child_main(conn: Any, func: Callable[..., Any], args: tuple[Any, ...]) -> N
         conn.close()
 
 
-def _run_in_child(func: Callable[..., Any], args: tuple[Any, ...], timeout_s: float) -> Any:
-    """Run func(*args) in a child process; kill it after timeout_s. ZoningErrors raised there are raised here."""
+def _run_in_child(func: Callable[..., Any], args: tuple[Any, ...], timeout_s: float, *,
+                  memory_bytes: int | None = None) -> Any:
+    """Run func(*args) in a child process with at most `memory_bytes` of data; kill it after timeout_s.
+    ZoningErrors raised there are raised here."""
     ctx = _mp_context()
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(sender, func, args), daemon=True)
+    proc = ctx.Process(target=_child_main, args=(sender, func, args, memory_bytes), daemon=True)
     proc.start()
     sender.close()
     try:
@@ -896,8 +908,8 @@ def _read_layers(fmt: str, jobs: list[dict[str, Any]], limits: UploadLimits) -> 
                 job["path"], layer=job.get("layer"), encoding=job.get("encoding"), force_2d=True,
                 max_features=limits.max_features - features + 1,
             )
-        except ZoningError:
-            raise
+        except (ZoningError, MemoryError):
+            raise  # MemoryError: the child's memory cap, answered by _child_main
         except Exception as exc:  # noqa: BLE001 - GDAL, geometry parsing, decoding
             raise _unreadable(_FORMAT_ZH[fmt], label, exc) from None
         if not isinstance(frame, geopandas.GeoDataFrame):

@@ -328,3 +328,17 @@ def test_user_filename_is_never_a_path(tmp_path: Path) -> None:
         up = read_upload(mf.geojson_bytes(), name, workdir=work)
         assert names(up) == mf.NAMES
     assert list(work.iterdir()) == []
+
+
+def test_the_reader_child_has_a_memory_cap() -> None:
+    """A file whose reading needs more memory than the cap is refused as too large; the server process is untouched."""
+    features = [
+        {"type": "Feature", "properties": {"HJZHGKDYBM": f"ZH{i:011d}"},
+         "geometry": {"type": "Polygon", "coordinates": [
+             [[117.3 + i * 1e-4 + 1e-5 * (k % 7), 49.5 + 1e-5 * k] for k in range(400)] + [[117.3 + i * 1e-4, 49.5]]]}}
+        for i in range(1500)
+    ]
+    data = json.dumps({"type": "FeatureCollection", "features": features}).encode()
+    assert len(read_upload(data, "big.geojson").layers[0].frame) == 1500  # fine under the default cap
+    exc = refused(InputTooLarge, data, "big.geojson", limits=UploadLimits(max_memory_bytes=64 * 2**20), within_s=20)
+    assert "内存" in exc.message_zh and exc.context["limit_bytes"] == 64 * 2**20
