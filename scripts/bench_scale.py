@@ -69,22 +69,17 @@ def mem_available() -> int:
 
 
 def rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    """Resident memory of a process in bytes (VmRSS)."""
+    from scripts.benchmark_assessment import rss_kib
+
+    return rss_kib(pid)[0] * 1024
 
 
 def machine_busy_s() -> float:
     """Busy CPU seconds of the whole machine since boot (/proc/stat)."""
-    try:
-        v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
-        return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    from scripts.benchmark_assessment import system_busy_s
+
+    return system_busy_s()[0]
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import shapely
 from numba import njit
 
 
@@ -56,8 +57,6 @@ def nearest_line(px: float, py: float, seg: np.ndarray, seg_off: np.ndarray, lin
 
 def line_segments(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The segments of each linestring as rows (x0, y0, x1, y1), and the offset of each line's first segment."""
-    import shapely
-
     coords, owner = shapely.get_coordinates(lines, return_index=True)
     same = owner[1:] == owner[:-1]
     seg = np.ascontiguousarray(np.hstack([coords[:-1][same], coords[1:][same]]))

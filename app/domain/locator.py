@@ -141,9 +141,7 @@ class PointLocator:
                              .tolist())
                 if len(owners) <= 1:
                     return sorted(owners), set()
-        rows = self.units.rows_at(x, y, tol)
-        edge = self.units.rows_on_boundary(x, y, tol) if len(rows) > 1 else set()
-        return rows, edge
+        return self.units.rows_and_edges(x, y, tol)
 
     def red_nearest(self, x: float, y: float) -> tuple[float, int] | None:
         """`LayerIndex.distance` of the red line for a point: 0 and the patch when inside, else the nearest."""

@@ -18,8 +18,7 @@ def lookup_point(catalog: Catalog, x: float, y: float, lon: float, lat: float) -
         rows, edge = catalog.locator.units_at(x, y, BOUNDARY_TOLERANCE_M)
         nearest = catalog.locator.red_nearest(x, y)
     else:
-        rows = units.index.rows_at(x, y, BOUNDARY_TOLERANCE_M)
-        edge = units.index.rows_on_boundary(x, y, BOUNDARY_TOLERANCE_M) if len(rows) > 1 else set()
+        rows, edge = units.index.rows_and_edges(x, y, BOUNDARY_TOLERANCE_M)
         nearest = red.index.distance(shapely.points(x, y))
     return {
         "dataset_version": catalog.dataset_version,

@@ -545,6 +545,11 @@ def _clause_block(c: Mapping[str, Any], st: dict[str, ParagraphStyle], *, undeci
     return KeepTogether(parts)
 
 
+def _numbered(lines: list[str], st: dict[str, ParagraphStyle]) -> list[Any]:
+    """Numbered body paragraphs, or 无。 when there are none."""
+    return [_p(f"{i}. {text}", st["body"]) for i, text in enumerate(lines, 1)] or [_none("无。", st)]
+
+
 def _verdict_box(r: Report, width: float, st: dict[str, ParagraphStyle]) -> Table:
     cell = [_p("分析结论", st["verdict_label"]), _p(r.doc["verdict_zh"], st["verdict"]),
             _p(r.verdict_summary, st["verdict_text"])]
@@ -671,11 +676,7 @@ def _story(r: Report, width: float) -> list[Any]:
             story.append(_clause_block(c, st))
 
     story.append(_p("七、须满足的条件", st["h1"]))
-    if d["conditions"]:
-        for i, c in enumerate(d["conditions"], 1):
-            story.append(_p(f"{i}. {c['condition']}（条款 {c['clause']}）", st["body"]))
-    else:
-        story.append(_none("无。", st))
+    story += _numbered([f"{c['condition']}（条款 {c['clause']}）" for c in d["conditions"]], st)
 
     story.append(_p("八、需补充的项目信息与待定条款", st["h1"]))
     if d["missing_facts"]:
@@ -690,11 +691,7 @@ def _story(r: Report, width: float) -> list[Any]:
             story.append(_clause_block(c, st, undecided=True))
 
     story.append(_p("九、提示", st["h1"]))
-    if d["warnings"]:
-        for i, w in enumerate(d["warnings"], 1):
-            story.append(_p(f"{i}. {w['message']}", st["body"]))
-    else:
-        story.append(_none("无。", st))
+    story += _numbered([w["message"] for w in d["warnings"]], st)
 
     story.append(_p("十、核验方法", st["h1"]))
     story.append(_p("本报告由存档的分析原文生成。核验纸质报告时，访问下列地址（或扫描页脚二维码）取得该编号的分析原文（JSON），"

@@ -100,6 +100,11 @@ class LayerIndex:
         hit = shapely.intersects_xy(self.pieces[candidates], x, y)
         return sorted(set(self.piece_owner[candidates[hit]].tolist()))
 
+    def rows_and_edges(self, x: float, y: float, tol: float) -> tuple[list[int], set[int]]:
+        """`rows_at(x, y, tol)` and, when several rows cover the point, those whose boundary passes within `tol`."""
+        rows = self.rows_at(x, y, tol)
+        return rows, self.rows_on_boundary(x, y, tol) if len(rows) > 1 else set()
+
     def rows_on_boundary(self, x: float, y: float, tol: float) -> set[int]:
         """Rows whose boundary passes within `tol` metres of the point."""
         near = self.chunk_tree.query(shapely.points(x, y), predicate="dwithin", distance=tol)
